@@ -1,0 +1,3 @@
+def main(argv=None) -> int:
+    print("klspec")
+    return 0

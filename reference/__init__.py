@@ -1,0 +1,10 @@
+"""klspec.reference — one implementation of every quantity in the spec.
+
+Exact in every numerical regime (nearly equal distributions, zeros, subnormals,
+huge supports) and never silently wrong on bad input.
+"""
+
+from klspec.reference.divergences import cross_entropy, entropy, kl_divergence
+from klspec.reference.empirical import empirical_distribution
+
+__all__ = ["cross_entropy", "empirical_distribution", "entropy", "kl_divergence"]
