@@ -1,38 +1,245 @@
-"""TEMPORARY naive stand-in with the final signatures; replaced by the exact algorithm."""
+r"""Entropy, cross-entropy and KL divergence, exact in every numerical regime.
+
+What is computed
+----------------
+Floating-point probability vectors sum to 1 only up to rounding, so the
+reference treats validated inputs ``p`` and ``q`` as the distributions
+``P = p / Σp`` and ``Q = q / Σq`` (see DESIGN.md) and returns
+
+* ``entropy(p)``           H(P)    = −Σ P_i log P_i
+* ``cross_entropy(p, q)``  H(P, Q) = −Σ P_i log Q_i
+* ``kl_divergence(p, q)``  KL(P‖Q) = Σ P_i log(P_i / Q_i)
+
+with the conventions 0·log(0/q) = 0 for every q ≥ 0 and p·log(p/0) = +∞ for p > 0.
+Results are in nats; ``base=b`` divides by ln b (``base=2`` gives bits).
+
+Accuracy
+--------
+The result is within a few units in the last place of the exact value for the
+normalised inputs: below 1e-15 relative error in every regime we test against
+mpmath at 50+ digits (nearly equal distributions down to KL ≈ 1e-30, zeros,
+subnormal probabilities, 300 decades of dynamic range, supports of 10^6
+outcomes). KL is never negative and is exactly 0 when p ∝ q. Results that
+underflow (KL below ~1e-308) lose relative accuracy like any float64 value.
+
+How (KL)
+--------
+Write r_i = P_i/Q_i = (p_i Σq)/(q_i Σp) and s_i = (r_i − 1)/(r_i + 1), i.e.
+
+    s_i = (p_i Σq − q_i Σp) / (p_i Σq + q_i Σp)   ∈ [−1, 1].
+
+Each term of KL, after adding 0 = Σ (Q_i − P_i), is non-negative:
+
+    P_i log r_i − P_i + Q_i = (P_i − Q_i) · s_i · (1 + s_i (1 + s_i) B(s_i)),
+    B(s) = (atanh s − s)/s³ = Σ_k s^{2k}/(2k+3).
+
+The numerator p_i Σq − q_i Σp is computed exactly (Dekker products against the
+double-double sums) — that is where every literal implementation loses all its
+digits once KL < 1e-14 — and B comes from its series for |s| ≤ 1/2 (no
+cancellation at all) or from atanh s = ½ log r beyond. Summing non-negative
+terms in double-double then cannot lose accuracy.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from klspec.reference.exact_arithmetic import dd_sum, two_prod, two_sum
 from klspec.reference.validation import validate_base, validate_distributions
 
+# Scale inputs by 2**600 before forming products: subnormal probabilities become
+# normal numbers and Dekker's TwoProduct stays exact (p <= 1 + tol, so no overflow).
+_SCALE_EXP = 600
+# B(s) = Σ_k s^{2k}/(2k+3) is summed from its series where |s| <= 1/2.
+_SERIES_LIMIT = 0.5
+_MAX_TERMS = 28  # enough for s² = 1/4 (tail < 2**-60)
 
-def _finish(value: np.ndarray, log_base: float | None):
-    if log_base is not None:
-        value = value / log_base
+
+def entropy(p: ArrayLike, *, axis: int = -1, base: float | None = None) -> np.float64 | np.ndarray:
+    """Shannon entropy H(P) = −Σ P_i log P_i of the distribution along ``axis``.
+
+    Parameters
+    ----------
+    p : array_like of real numbers
+        Probabilities along ``axis``; every other axis is a batch. Must be
+        non-negative and finite, and sum to 1 within
+        :func:`klspec.reference.validation.sum_tolerance` of its dtype. It is
+        treated as the distribution ``p / p.sum(axis)``. Outcomes with
+        p_i = 0 contribute 0.
+    axis : int
+        The axis holding the outcomes.
+    base : float, optional
+        Logarithm base: ``None`` for nats, ``2`` for bits, any finite base > 0
+        and != 1.
+
+    Returns
+    -------
+    numpy.float64 or numpy.ndarray
+        float64 whatever the input dtype (float16/float32 are computed in
+        float64); a scalar for 1-D input, else an array of the batch shape.
+        Always ``0 <= H <= log(n)``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For invalid input, naming the argument, the problem and the position.
+    """
+    (p,), _ = validate_distributions({"p": p}, axis=axis)
+    log_base = validate_base(base)
+    return _finish(_entropy_nats(p), log_base)
+
+
+def cross_entropy(
+    p: ArrayLike, q: ArrayLike, *, axis: int = -1, base: float | None = None
+) -> np.float64 | np.ndarray:
+    """Cross-entropy H(P, Q) = −Σ P_i log Q_i = H(P) + KL(P‖Q).
+
+    ``+inf`` when some q_i = 0 < p_i. Parameters, validation and result type as
+    for :func:`kl_divergence`. Computed as H(P) + KL(P‖Q): both are
+    non-negative and exact, so their sum is too.
+    """
+    (p, q), _ = validate_distributions({"p": p, "q": q}, axis=axis)
+    log_base = validate_base(base)
+    return _finish(_entropy_nats(p) + _kl_nats(p, q), log_base)
+
+
+def kl_divergence(
+    p: ArrayLike, q: ArrayLike, *, axis: int = -1, base: float | None = None
+) -> np.float64 | np.ndarray:
+    """Kullback–Leibler divergence KL(P‖Q) = Σ P_i log(P_i / Q_i).
+
+    P (``p``, the data / target) is the distribution the expectation is taken
+    under; Q (``q``, the model) is the one being compared with it.
+
+    Parameters
+    ----------
+    p, q : array_like of real numbers
+        Probabilities along ``axis``; other axes are batch axes, which
+        broadcast against each other by numpy's rules. The support axis never
+        broadcasts: p and q must have the same number of outcomes. Each
+        distribution must be non-negative, finite and sum to 1 within
+        :func:`klspec.reference.validation.sum_tolerance` of its dtype; it is
+        treated as ``p / p.sum(axis)`` (likewise q).
+    axis : int
+        The axis holding the outcomes.
+    base : float, optional
+        Logarithm base: ``None`` for nats, ``2`` for bits, any finite base > 0
+        and != 1.
+
+    Returns
+    -------
+    numpy.float64 or numpy.ndarray
+        float64 whatever the input dtype; a scalar for 1-D inputs, else an
+        array of the broadcast batch shape. Never negative; exactly 0 when
+        p ∝ q; ``+inf`` when some q_i = 0 < p_i. Outcomes with p_i = 0
+        contribute 0 whatever q_i is. Relative error below 1e-15 against the
+        exact value (see the module docs).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For invalid input, naming the argument, the problem and the position
+        (e.g. ``q[3, 17] is negative``). The arguments are never modified.
+    """
+    (p, q), _ = validate_distributions({"p": p, "q": q}, axis=axis)
+    log_base = validate_base(base)
+    return _finish(_kl_nats(p, q), log_base)
+
+
+def _finish(nats: np.ndarray, log_base: float | None) -> np.float64 | np.ndarray:
+    # + 0.0 turns a -0.0 (e.g. -1 * log1p(0)) into +0.0.
+    value = nats + 0.0 if log_base is None else nats / log_base + 0.0
     return value[()] if value.ndim == 0 else value
 
 
-def entropy(p: ArrayLike, *, axis: int = -1, base: float | None = None):
-    (p,), _ = validate_distributions({"p": p}, axis=axis)
-    lb = validate_base(base)
-    P = p / p.sum(axis=-1, keepdims=True)
-    with np.errstate(all="ignore"):
-        t = np.where(P > 0, -P * np.log(np.where(P > 0, P, 1.0)), 0.0)
-    return _finish(t.sum(axis=-1), lb)
+def _entropy_nats(p: np.ndarray) -> np.ndarray:
+    """H(P) for float64 ``p`` of shape (..., n), validated."""
+    s_hi, s_lo = dd_sum(p)
+    s_hi, s_lo = s_hi[..., None], s_lo[..., None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # log P_i for P_i > 1/2 from log1p of P_i − 1 = (p_i − Σp)/Σp: the
+        # subtraction is exact (Sterbenz), so H stays accurate when one outcome
+        # carries almost all the mass [entropy.definition, entropy.special.one_hot].
+        near_one = np.log1p(((p - s_hi) - s_lo) / s_hi)
+        # Elsewhere |log P_i| > log 2 and log p_i − log Σp cannot cancel.
+        log_sum = np.log1p((s_hi - 1.0) + s_lo)
+        far = np.log(p) - log_sum
+        log_P = np.where(p > 0.5 * s_hi, near_one, far)
+        terms = np.where(p > 0, -p * log_P, 0.0)
+    h_hi, h_lo = dd_sum(terms)
+    return (h_hi + h_lo) / (s_hi[..., 0] + s_lo[..., 0])
 
 
-def kl_divergence(p: ArrayLike, q: ArrayLike, *, axis: int = -1, base: float | None = None):
-    (p, q), _ = validate_distributions({"p": p, "q": q}, axis=axis)
-    lb = validate_base(base)
-    P = p / p.sum(axis=-1, keepdims=True)
-    Q = q / q.sum(axis=-1, keepdims=True)
-    with np.errstate(all="ignore"):
-        t = np.where(P > 0, P * (np.log(np.where(P > 0, P, 1.0)) - np.log(Q)), 0.0)
-    return _finish(np.maximum(t.sum(axis=-1), 0.0), lb)
+def _kl_nats(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """KL(P‖Q) for float64 ``p``, ``q`` of equal shape (..., n), validated."""
+    sp_hi, sp_lo = (a[..., None] for a in dd_sum(p))
+    sq_hi, sq_lo = (a[..., None] for a in dd_sum(q))
+    ps = np.ldexp(p, _SCALE_EXP)
+    qs = np.ldexp(q, _SCALE_EXP)
+
+    # a = p_i Σq and b = q_i Σp, each exactly as a1 + a2 (b1 + b2), then
+    # num = a − b to ~2**-106 relative: the hazard every literal Σ p log(p/q)
+    # hits on nearly equal inputs [kl.nonnegative, kl.zero_iff_equal].
+    a1, a2 = two_prod(ps, sq_hi)
+    b1, b2 = two_prod(qs, sp_hi)
+    h, e = two_sum(a1, -b1)
+    num = h + ((e + (a2 - b2)) + (ps * sq_lo - qs * sp_lo))
+    den = (a1 + b1) + ((a2 + b2) + (ps * sq_lo + qs * sp_lo))
+
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        s = num / den
+        one_plus_s = 2.0 * a1 / den  # 1 + s without cancellation as s → −1
+        g = s * _bracket(s, one_plus_s, ps, qs, sp_hi, sp_lo, sq_hi, sq_lo)
+        # p_i = 0: the term is Q_i (g = −1); p_i = q_i = 0: no term at all.
+        g = np.where(p == 0, -1.0, g)
+        terms = np.where((p == 0) & (q == 0), 0.0, num * g)
+        infinite = ((p > 0) & (q == 0)).any(axis=-1)
+        terms = np.where(np.isfinite(terms), terms, 0.0)
+
+    t_hi, t_lo = dd_sum(terms)
+    scale = (sp_hi[..., 0] * sq_hi[..., 0]) * (
+        1.0 + (sp_lo[..., 0] / sp_hi[..., 0] + sq_lo[..., 0] / sq_hi[..., 0])
+    )
+    kl = np.ldexp((t_hi + t_lo) / scale, -_SCALE_EXP)
+    return np.where(infinite, np.inf, kl)
 
 
-def cross_entropy(p: ArrayLike, q: ArrayLike, *, axis: int = -1, base: float | None = None):
-    h = entropy(p, axis=axis, base=base)
-    return h + kl_divergence(p, q, axis=axis, base=base)
+def _bracket(s, one_plus_s, ps, qs, sp_hi, sp_lo, sq_hi, sq_lo) -> np.ndarray:
+    """1 + s(1+s)·B(s), which lies in [0.9, ∞): no cancellation is possible."""
+    x = s * s
+    small = np.abs(s) <= _SERIES_LIMIT
+    b = _b_series(np.where(small, x, 0.0), x_max=float(x[small].max(initial=0.0)))
+    out = 1.0 + s * one_plus_s * b
+    if not small.all():
+        # |s| > 1/2: B(s) = (atanh s − s)/s³ with atanh s = ½ log r, r = P_i/Q_i,
+        # taken from p_i/q_i directly (s has lost r's digits as |s| → 1).
+        big = ~small & np.isfinite(s)
+        idx = np.nonzero(big)
+        pb, qb = ps[idx], qs[idx]
+        ratio = pb / qb
+        ok = (ratio > np.finfo(np.float64).tiny) & np.isfinite(ratio)
+        log_ratio = np.where(
+            ok, np.log(np.where(ok, ratio, 1.0)), np.log(pb) - np.log(np.where(qb > 0, qb, 1.0))
+        )
+        sp = np.broadcast_to(sp_hi, s.shape)[idx]
+        delta = (
+            (np.broadcast_to(sq_hi, s.shape)[idx] - sp)
+            + (np.broadcast_to(sq_lo, s.shape)[idx] - np.broadcast_to(sp_lo, s.shape)[idx])
+        ) / sp
+        atanh = 0.5 * (log_ratio + np.log1p(delta))
+        sb = s[idx]
+        out[idx] = 1.0 + one_plus_s[idx] * (atanh - sb) / (sb * sb)
+    return out
+
+
+def _b_series(x: np.ndarray, x_max: float) -> np.ndarray:
+    """B = Σ_k x^k/(2k+3), x = s² <= 1/4, by Horner with just enough terms for x_max."""
+    terms = 1
+    # Tail after `terms` terms is < x^terms/((2·terms+3)(1−x)); stop below 2**-60.
+    while terms < _MAX_TERMS and x_max**terms / ((2 * terms + 3) * (1 - x_max)) > 2.0**-60:
+        terms += 1
+    b = np.full_like(x, 1.0 / (2 * terms + 1))
+    for k in range(terms - 2, -1, -1):
+        b = b * x + 1.0 / (2 * k + 3)
+    return b
