@@ -166,9 +166,11 @@ def _entropy_nats(p: np.ndarray) -> np.ndarray:
         log_sum = np.log1p((s_hi - 1.0) + s_lo)
         far = np.log(p) - log_sum
         log_P = np.where(p > 0.5 * s_hi, near_one, far)
-        terms = np.where(p > 0, -p * log_P, 0.0)
+        # Scaled by 2**600 so subnormal p_i give normal terms and an entropy that
+        # underflows is rounded once, at the end [entropy.definition].
+        terms = np.where(p > 0, -np.ldexp(p, _SCALE_EXP) * log_P, 0.0)
     h_hi, h_lo = dd_sum(terms)
-    return (h_hi + h_lo) / (s_hi[..., 0] + s_lo[..., 0])
+    return np.ldexp((h_hi + h_lo) / (s_hi[..., 0] + s_lo[..., 0]), -_SCALE_EXP)
 
 
 def _kl_nats(p: np.ndarray, q: np.ndarray) -> np.ndarray:
