@@ -1,0 +1,190 @@
+"""Calling the implementation under test, and assertions with one message shape.
+
+Every message reads ``what=got, but should be expected``; the check that runs
+the property appends the clause id (``[kl.nonnegative]``, see checks.py). Every
+helper hides its own frame (``__tracebackhide__``) so pytest points at the
+property's line.
+
+:func:`observe` is the one place that calls an implementation: whatever goes
+wrong inside it (an exception, NaN, a wrong shape or type) becomes an
+``AssertionError`` with a clear message, never a crash of the runner.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from klspec.spec.implementations import Implementation
+
+_ARGUMENT_NAMES = ("p", "q")
+
+
+def literal(x: Any) -> str:
+    """Python source that rebuilds ``x`` exactly (floats round-trip through ``repr``).
+
+    Scalars print as ``0.7`` (``np.inf``, ``np.nan`` for the non-finite ones),
+    arrays as ``np.array([...])``; long arrays made of a few runs (uniform,
+    one-hot, zero-padded) as ``np.repeat([values], [counts])``.
+    """
+    if isinstance(x, np.ndarray) and x.ndim > 0:
+        flat = x.ravel()
+        starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
+        if flat.size > 16 and starts.size * 4 <= flat.size:
+            counts = np.diff(np.r_[starts, flat.size])
+            text = f"np.repeat({_nested(flat[starts].tolist())}, {counts.tolist()})"
+            return text if x.ndim == 1 else f"{text}.reshape({x.shape})"
+        return f"np.array({_nested(x.tolist())})"
+    if isinstance(x, np.ndarray):
+        x = x[()]
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        if math.isnan(x):
+            return "np.nan"
+        if math.isinf(x):
+            return "np.inf" if x > 0 else "-np.inf"
+    return repr(x)
+
+
+def _nested(x: Any) -> str:
+    if isinstance(x, list):
+        return "[" + ", ".join(_nested(v) for v in x) + "]"
+    return literal(float(x))
+
+
+def observe(
+    impl: Implementation,
+    quantity: str,
+    *arrays: Any,
+    call: str | None = None,
+    shape: tuple[int, ...] = (),
+    **options: Any,
+) -> Any:
+    """Call ``impl``'s ``quantity`` on ``arrays`` and return a float (or an array of ``shape``).
+
+    ``call`` is how the call reads in messages (default ``kl(p, q)``, with
+    ``options`` shown). The result must be a real number, or a real array of
+    ``shape``, and never NaN; an exception raised by the implementation fails
+    the check (see :func:`invoke`).
+    """
+    __tracebackhide__ = True
+    call = call or call_text(quantity, len(arrays), **options)
+    got = invoke(call, impl.function(quantity), *arrays, **options)
+    try:
+        value = np.asarray(got)
+    except Exception:
+        value = np.asarray(None)
+    if value.dtype.kind not in "fiu":
+        raise AssertionError(
+            f"{call} returned {type(got).__name__} {_short(repr(got))}, "
+            "but should return a real number"
+        )
+    if value.shape != shape:
+        raise AssertionError(f"{call} has shape {value.shape}, but should have shape {shape}")
+    value = value.astype(np.float64)
+    if np.isnan(value).any():
+        where = "" if shape == () else f"[{_index(np.isnan(value))}]"
+        raise AssertionError(f"{call}{where}=nan, but should be a number")
+    return float(value) if shape == () else value
+
+
+def invoke(call: str, fn: Callable[..., Any], *args: Any, **options: Any) -> Any:
+    """``fn(*args, **options)``; an exception it raises fails the check, naming ``call``.
+
+    The implementation's warnings are not violations and are ignored.
+    """
+    __tracebackhide__ = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fn(*args, **options)
+    except Exception as exc:
+        raise AssertionError(f"{call} raised {_exception(exc)}, but should return a value") from exc
+
+
+def call_text(quantity: str, n_arrays: int, **options: Any) -> str:
+    """``kl(p, q)``, ``entropy(p, base=2.0)``: how a call reads in messages."""
+    args = [*_ARGUMENT_NAMES[:n_arrays], *(f"{k}={v!r}" for k, v in options.items())]
+    return f"{quantity}({', '.join(args)})"
+
+
+def violated(message: str) -> None:
+    """Fail with ``message`` (already in the ``what=got, but should be ...`` shape)."""
+    __tracebackhide__ = True
+    raise AssertionError(message)
+
+
+def require(ok: Any, call: str, got: Any, should: str) -> None:
+    """Fail with ``call=got, but should be should`` unless ``ok``.
+
+    ``ok`` and ``got`` may be arrays (batched results): the message then names
+    the first offending index.
+    """
+    __tracebackhide__ = True
+    ok = np.asarray(ok)
+    if ok.all():
+        return
+    if ok.ndim:
+        index = tuple(int(i) for i in np.argwhere(~ok)[0])
+        call = f"{call}[{', '.join(map(str, index))}]"
+        got = np.asarray(got)[index]
+    raise AssertionError(f"{call}={show(got)}, but should be {should}")
+
+
+def require_close(
+    call: str, got: Any, expected: Any, tolerance: Any, *, expected_text: str = ""
+) -> None:
+    """``|got − expected| <= tolerance``; an infinite ``expected`` must be met exactly.
+
+    Arrays compare elementwise and the message names the first offending
+    element. ``expected_text`` says where the expected value comes from
+    (``"kl(p, q)"``); ``{index}`` in it is replaced by that element's index.
+    """
+    __tracebackhide__ = True
+    got, expected, tolerance = np.broadcast_arrays(
+        *(np.asarray(x, dtype=np.float64) for x in (got, expected, tolerance))
+    )
+    with np.errstate(invalid="ignore"):
+        ok = np.where(np.isinf(expected), got == expected, np.abs(got - expected) <= tolerance)
+    if ok.all():
+        return
+    index = tuple(int(i) for i in np.argwhere(~ok)[0])
+    at = ", ".join(map(str, index))
+    where = f"[{at}]" if got.ndim else ""
+    g, e, t = got[index], expected[index], tolerance[index]
+    should = show(e) if np.isinf(e) else f"{show(e)} ± {t:.2g}"
+    if expected_text:
+        should = f"{expected_text.format(index=at)} = {should}"
+    raise AssertionError(f"{call}{where}={show(g)}, but should be {should}")
+
+
+def show(x: Any) -> str:
+    """A value as messages print it: shortest round-trip repr for floats."""
+    if isinstance(x, np.ndarray) and x.ndim:
+        return literal(x)
+    x = float(np.asarray(x))
+    return repr(x) if math.isfinite(x) else str(x)
+
+
+def names_argument(message: str, names: tuple[str, ...]) -> bool:
+    """Whether an error message names one of ``names`` as a word (``q[3]`` names ``q``)."""
+    return any(re.search(rf"(?<![\w.]){re.escape(n)}(?!\w)", message) for n in names)
+
+
+def _exception(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}({_short(text)!r})" if text else type(exc).__name__
+
+
+def _short(x: Any, limit: int = 120) -> str:
+    text = x if isinstance(x, str) else repr(x)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _index(mask: np.ndarray) -> str:
+    return ", ".join(str(int(i)) for i in np.argwhere(mask)[0])
