@@ -6,5 +6,13 @@ huge supports) and never silently wrong on bad input.
 
 from klspec.reference.divergences import cross_entropy, entropy, kl_divergence
 from klspec.reference.empirical import empirical_distribution
+from klspec.reference.language_models import kl_estimate, token_kl
 
-__all__ = ["cross_entropy", "empirical_distribution", "entropy", "kl_divergence"]
+__all__ = [
+    "cross_entropy",
+    "empirical_distribution",
+    "entropy",
+    "kl_divergence",
+    "kl_estimate",
+    "token_kl",
+]

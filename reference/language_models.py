@@ -1,0 +1,257 @@
+r"""KL for language models: per-token KL from logits and the sampled-token estimators.
+
+``token_kl(logits_p, logits_q)``
+    KL(softmax(logits_p) ‖ softmax(logits_q)) at every position, over the
+    vocabulary axis. Exact (relative error of a few ulps, like
+    :func:`klspec.reference.kl_divergence`), never negative, exactly 0 for equal
+    logits, unchanged by adding a constant to a row of logits, accurate for
+    nearly equal logits (where float32 log_softmax + kl_div returns negative
+    values). A logit of −inf is a token with probability 0.
+
+``kl_estimate(logp, ref_logp, estimator)``
+    Schulman's per-sample estimators of KL(π‖π_ref) from the log-probabilities of
+    tokens *sampled from π*: with d = ref_logp − logp = log r,
+    k1 = −d, k2 = d²/2, k3 = (r − 1) − log r. k3 is evaluated without
+    cancellation for tiny d and overflows only where its true value does.
+
+How (token_kl)
+--------------
+With t_i = log(P_i/Q_i) the per-token term is, as in ``kl_divergence``,
+
+    P_i log r_i − P_i + Q_i = (P_i − Q_i) · s_i · (1 + s_i (1 + s_i) B(s_i)) >= 0,
+
+with r_i = e^{t_i} and s_i = tanh(t_i/2). Here t_i comes straight from the logits:
+t_i = d_i − c with d_i = (a_i − b_i) − (a_j − b_j) centred on the most likely token
+j of Q (so a constant added to a row cancels exactly) and
+c = log Σ_i Q_i e^{d_i} = log1p(Σ Q_i expm1(d_i)), a sum of terms of size |d|,
+so t_i keeps its relative accuracy however close the distributions are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from klspec.reference.divergences import _b_series
+from klspec.reference.exact_arithmetic import dd_sum, two_sum
+from klspec.reference.validation import (
+    _as_real_array,
+    _first_clash,
+    _normalise_axis,
+    _raise_at_first,
+    sum_tolerance,
+)
+
+ESTIMATORS = ("k1", "k2", "k3")
+
+
+def token_kl(
+    logits_p: ArrayLike, logits_q: ArrayLike, *, axis: int = -1
+) -> np.float64 | np.ndarray:
+    """Per-position KL(softmax(logits_p) ‖ softmax(logits_q)) over the vocabulary ``axis``.
+
+    Parameters
+    ----------
+    logits_p, logits_q : array_like of real numbers
+        Unnormalised log-probabilities; ``axis`` is the vocabulary, every other
+        axis a batch (e.g. (batch, time, vocab)). Batch axes broadcast; the
+        vocabulary axis must match. Entries may be −inf (a token with
+        probability 0); NaN and +inf are errors, as is a row that is all −inf.
+        float16/float32 input is computed in float64.
+
+    Returns
+    -------
+    numpy.float64 or numpy.ndarray
+        In nats, float64, of the batch shape (a scalar for 1-D input). ``+inf``
+        where logits_q is −inf at a token logits_p gives positive probability.
+    """
+    a, b = _validate_logits({"logits_p": logits_p, "logits_q": logits_q}, axis)
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    infinite = (fa & ~fb).any(axis=-1)
+
+    # Centre both rows on j = argmax of Q: α_i = a_i − a_j, β_i = b_i − b_j <= 0.
+    j = np.argmax(b, axis=-1)[..., None]
+    a_j, b_j = np.take_along_axis(a, j, -1), np.take_along_axis(b, j, -1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        # β_i exactly, as β_hi + β_lo: a rounded β_i = −30 would put 30 ulps of
+        # error into Q_i = e^{β_i}/Z [token.kl.accuracy].
+        beta_hi, beta_lo = two_sum(b, -b_j)
+        beta_lo = np.where(fb, beta_lo, 0.0)
+        # d_i = (a_i − b_i) − (a_j − b_j) to ~1 ulp: the differences of the logits
+        # are formed error-free, so nearly equal rows keep their tiny d_i.
+        e_hi, e_lo = two_sum(a, -b)
+        ej_hi, ej_lo = two_sum(a_j, -b_j)
+        h, h_err = two_sum(e_hi, -ej_hi)
+        d = np.where(fa & fb, h + (h_err + (e_lo - ej_lo)), np.where(fb, -np.inf, 0.0))
+
+        # Unnormalised Q: w_i = e^{β_i}, Z = Σ w in double-double; no log of Z is
+        # ever rounded, KL is divided by Z once at the end.
+        w = np.where(fb, np.exp(beta_hi) * (1.0 + beta_lo), 0.0)
+        z_hi, z_lo = dd_sum(w)
+        c_hi, c_lo = dd_sum(np.where(fb, w * np.expm1(d), 0.0))
+        # c = log Σ Q_i e^{d_i} = LSE(α) − LSE(β); t_i = log(P_i/Q_i) = d_i − c.
+        c = np.log1p((c_hi + c_lo) / z_hi)[..., None]
+        t = np.where(fb, d - c, 0.0)
+        terms = np.where(fb, _terms_from_log_ratio(t, beta_hi, beta_lo, w), 0.0)
+    k_hi, k_lo = dd_sum(terms)
+    kl = (k_hi + k_lo) / z_hi / (1.0 + z_lo / z_hi)
+    kl = np.where(infinite, np.inf, kl) + 0.0
+    return kl[()] if kl.ndim == 0 else kl
+
+
+def _terms_from_log_ratio(
+    t: np.ndarray, beta_hi: np.ndarray, beta_lo: np.ndarray, w: np.ndarray
+) -> np.ndarray:
+    """Z·(P log r − P + Q) >= 0 from t = log(P/Q) and w = Z·Q = e^{β}; t = −inf gives w."""
+    s = np.tanh(0.5 * t)
+    # Z·(P − Q) = w·expm1(t) near t = 0; beyond, e^{β + t} − w (β + t kept
+    # double-double) cannot cancel badly and cannot overflow for tiny w.
+    g_hi, g_lo = two_sum(beta_hi, t)
+    far = np.exp(g_hi) * (1.0 + (g_lo + beta_lo)) - w
+    diff = np.where(np.abs(t) <= 1.0, w * np.expm1(np.clip(t, -1.0, 1.0)), far)
+    one_plus_s = 2.0 / (1.0 + np.exp(-t))
+    small = np.abs(s) <= 0.5
+    x = np.where(small, s * s, 0.0)
+    b = _b_series(x, x_max=float(x.max(initial=0.0)))
+    safe_s = np.where(small, 1.0, s)
+    big_w = one_plus_s * (0.5 * t - s) / (safe_s * safe_s)  # (1+s)(atanh s − s)/s², |s| > 1/2
+    bracket = np.where(small, 1.0 + s * one_plus_s * b, 1.0 + big_w)
+    return np.where(np.isneginf(t), w, diff * s * bracket)
+
+
+def kl_estimate(logp: ArrayLike, ref_logp: ArrayLike, estimator: str = "k3") -> np.ndarray:
+    """Per-sample estimates of KL(π‖π_ref) from tokens sampled from π (Schulman 2020).
+
+    With d = ref_logp − logp = log(π_ref/π) at each sampled token:
+
+    * ``"k1"``: −d = logp − ref_logp. Unbiased, high variance, negative on
+      about half the samples.
+    * ``"k2"``: d²/2. Biased, low variance, never negative.
+    * ``"k3"``: (e^d − 1) − d. Unbiased and never negative; computed from
+      positive series near d = 0 (no cancellation) and overflowing only where
+      the true value exceeds float64.
+
+    ``logp`` and ``ref_logp`` are log-probabilities (<= 0; NaN and +inf are
+    errors; ``ref_logp`` may be −inf) of the same shape or broadcastable shapes.
+    Returns a float64 array of the broadcast shape (a scalar for 0-d input).
+    As *losses*, their gradients differ: E[∇k1] = 0, E[∇k2] = ∇KL(π‖π_ref),
+    E[∇k3] = ∇KL(π_ref‖π).
+    """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator={estimator!r} is not one of {', '.join(ESTIMATORS)}")
+    lp = _validate_log_probs("logp", logp, allow_neg_inf=False)
+    rp = _validate_log_probs("ref_logp", ref_logp, allow_neg_inf=True)
+    try:
+        lp, rp = np.broadcast_arrays(lp, rp)
+    except ValueError:
+        raise ValueError(
+            f"the shapes of logp {lp.shape} and ref_logp {rp.shape} do not broadcast"
+        ) from None
+    # d = ref_logp − logp, with the rounding of the subtraction kept (d_lo) for k3 and k2.
+    with np.errstate(invalid="ignore"):  # ref_logp = −inf: d = −inf, its error term NaN
+        d, d_lo = two_sum(rp, -lp)
+    d_lo = np.where(np.isfinite(d), d_lo, 0.0)
+    if estimator == "k1":
+        out = -d
+    elif estimator == "k2":
+        out = 0.5 * d * d + d * d_lo
+    else:
+        main = _expm1_minus_x(d)
+        with np.errstate(over="ignore", invalid="ignore"):
+            # d(e^d − 1 − d)/dd = expm1(d): first-order correction for the rounding of d.
+            correction = np.expm1(d) * d_lo
+        out = main + np.where(np.isfinite(main) & (d_lo != 0), correction, 0.0)
+    out = np.asarray(out, dtype=np.float64) + 0.0
+    return out[()] if out.ndim == 0 else out
+
+
+def _expm1_minus_x(x: np.ndarray) -> np.ndarray:
+    """e^x − 1 − x >= 0 without cancellation [estimators.k3.nonnegative].
+
+    x >= 0: Σ_{k>=2} x^k/k! (positive terms). x < 0: e^x·(1 + e^{|x|}(|x| − 1)) =
+    e^x·Σ_{k>=2} (k−1)|x|^k/k! (positive terms). Series for |x| <= 4 (at most 40
+    terms), the direct forms beyond, where cancellation costs under 2 ulps.
+    """
+    ax = np.abs(x)
+    small = ax <= 4.0
+    xs = np.where(small, ax, 0.0)
+    terms = 2
+    x_max = float(xs.max(initial=0.0))
+    term = x_max * x_max / 2.0
+    while terms < 40 and term * terms > 2.0**-56 * max(x_max * x_max / 2.0, 1e-300):
+        terms += 1
+        term *= x_max / terms
+    pos = np.zeros_like(xs)
+    neg = np.zeros_like(xs)
+    for k in range(terms, 1, -1):  # Horner in x for Σ c_k x^k, k = 2..terms
+        inv = 1.0 / _factorial(k)
+        pos = (pos + inv) * xs
+        neg = (neg + (k - 1) * inv) * xs
+    pos *= xs
+    neg *= xs
+    with np.errstate(over="ignore", invalid="ignore"):
+        series = np.where(x >= 0, pos, np.exp(-ax) * neg)
+        direct = np.where(x >= 0, np.expm1(x) - x, np.expm1(x) + ax)
+        return np.where(small, series, direct)
+
+
+def _factorial(k: int) -> float:
+    out = 1.0
+    for i in range(2, k + 1):
+        out *= i
+    return out
+
+
+def _validate_logits(named: dict[str, ArrayLike], axis: int) -> tuple[np.ndarray, np.ndarray]:
+    arrays = []
+    for name, value in named.items():
+        arr = _as_real_array(name, value)
+        if arr.ndim == 0:
+            raise ValueError(f"{name} is 0-d (a single number); logits need a vocabulary axis")
+        ax = _normalise_axis(axis, name, arr.ndim)
+        if arr.shape[ax] == 0:
+            raise ValueError(f"{name} has an empty vocabulary: axis {axis} has length 0")
+        if arr.dtype.kind == "f":
+            _raise_at_first(name, arr, np.isnan(arr), lambda v: "NaN", "logits must not be NaN")
+            _raise_at_first(name, arr, np.isposinf(arr), lambda v: "+inf", "logits must be < +inf")
+            dead = np.isneginf(arr).all(axis=ax)
+            if dead.any():
+                row = np.unravel_index(int(np.argmax(dead)), dead.shape)
+                where = f"{name}[{', '.join(map(str, row))}]" if row else name
+                raise ValueError(f"{where} is -inf everywhere; a row needs one finite logit")
+        arrays.append(np.moveaxis(np.asarray(arr, dtype=np.float64), ax, -1))
+    a, b = arrays
+    if a.shape[-1] != b.shape[-1]:
+        raise ValueError(
+            f"logits_p and logits_q have different vocabulary sizes along axis {axis}: "
+            f"{a.shape[-1]} vs {b.shape[-1]}"
+        )
+    shapes = {"logits_p": a.shape[:-1], "logits_q": b.shape[:-1]}
+    try:
+        batch = np.broadcast_shapes(*shapes.values())
+    except ValueError:
+        x, y = _first_clash(shapes)
+        raise ValueError(
+            f"the batch shapes of {x} {shapes[x]} and {y} {shapes[y]} do not broadcast"
+        ) from None
+    return np.broadcast_to(a, (*batch, a.shape[-1])), np.broadcast_to(b, (*batch, b.shape[-1]))
+
+
+def _validate_log_probs(name: str, value: ArrayLike, *, allow_neg_inf: bool) -> np.ndarray:
+    arr = _as_real_array(name, value)
+    if arr.dtype.kind == "f":
+        _raise_at_first(name, arr, np.isnan(arr), lambda v: "NaN", "log-probabilities are <= 0")
+        bad_inf = np.isposinf(arr) if allow_neg_inf else np.isinf(arr)
+        _raise_at_first(
+            name, arr, bad_inf, str, "log-probabilities of sampled tokens must be finite"
+        )
+    # A log-probability above 0 is a probability (or a bug): allow only rounding.
+    tol = sum_tolerance(arr.dtype)
+    _raise_at_first(
+        name,
+        arr,
+        arr > tol,
+        lambda v: f"{v!s} > 0",
+        "log-probabilities must be <= 0 (were probabilities passed instead?)",
+    )
+    return np.asarray(arr, dtype=np.float64)

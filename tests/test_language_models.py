@@ -1,0 +1,148 @@
+"""token_kl and kl_estimate against mpmath, and their exact properties.
+
+BOUND: relative error <= 1e-15 against the exact value (mpmath, 80 digits) for
+token_kl on nearly equal, shifted and unrelated logit rows, and for k1, k2, k3
+over d = ref_logp − logp from 1e-16 to 700 in magnitude.
+"""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from klspec.reference import kl_divergence, kl_estimate, token_kl
+from klspec.spec.oracle import relative_error
+
+BOUND = 1e-15
+
+
+def _log_sum_exp(xs: list[mpmath.mpf]) -> mpmath.mpf:
+    """Relative to the first entry, so a single logit gives exactly x0 (KL exactly 0)."""
+    return xs[0] + mpmath.log(1 + mpmath.fsum(mpmath.exp(x - xs[0]) for x in xs[1:]))
+
+
+def exact_token_kl(a: np.ndarray, b: np.ndarray) -> mpmath.mpf:
+    # KL ~ |a − b|² next to terms of order 1, and e^{-range} next to 1 in the sums:
+    # carry 60 digits beyond both.
+    diff = np.abs(a - b)
+    closeness = -2 * np.log10(diff[diff > 0].min()) if (diff > 0).any() else 0
+    spread = (max(a.max() - a.min(), b.max() - b.min())) / np.log(10)
+    with mpmath.workdps(60 + int(max(closeness, 0) + spread)):
+        A = [mpmath.mpf(float(x)) for x in a]
+        B = [mpmath.mpf(float(x)) for x in b]
+        log_za, log_zb = _log_sum_exp(A), _log_sum_exp(B)
+        return +mpmath.fsum(
+            mpmath.exp(x - log_za) * ((x - log_za) - (y - log_zb))
+            for x, y in zip(A, B, strict=True)
+        )
+
+
+@st.composite
+def logit_pairs(draw):
+    seed = draw(st.integers(0, 2**32 - 1), label="seed")
+    n = draw(st.integers(1, 60), label="n")
+    scale = draw(st.sampled_from([0.1, 1.0, 10.0, 40.0]), label="scale")
+    exponent = draw(st.integers(-15, 0), label="exponent")
+    shift = draw(st.sampled_from([0.0, 3.0, -1e3]), label="shift")
+    rng = np.random.default_rng(seed)
+    a = rng.normal(0.0, scale, n)
+    b = a + shift + 10.0**exponent * rng.normal(size=n)
+    return a, b
+
+
+@given(logit_pairs())
+def test_token_kl_is_exact_on_nearly_equal_and_shifted_rows(pair):
+    a, b = pair
+    value = token_kl(a, b)
+    assert value >= 0
+    err = relative_error(float(value), exact_token_kl(a, b))
+    assert err <= BOUND, f"token_kl(a, b)={value!r}, relative error {err:.2e} > {BOUND:g}"
+
+
+def test_token_kl_equal_logits_and_exact_shifts_give_zero():
+    a = np.random.default_rng(0).normal(size=(4, 100))
+    assert (token_kl(a, a) == 0).all()
+    # + 1024 is exact for |a| < 2**-43 · 1024 · ... only when no bits are lost: use a
+    # power-of-two row, where adding 1024 is exact, to test exact shift invariance.
+    row = np.ldexp(1.0, -np.arange(1, 11))
+    assert token_kl(row + 1024.0, row) == 0
+
+
+def test_token_kl_matches_kl_of_softmaxes():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(3, 20)), rng.normal(size=(3, 20))
+
+    def softmax(x):
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    np.testing.assert_allclose(token_kl(a, b), kl_divergence(softmax(a), softmax(b)), rtol=1e-14)
+    np.testing.assert_allclose(token_kl(a.T, b.T, axis=0), token_kl(a, b), rtol=0)
+
+
+def test_token_kl_masked_tokens():
+    """A −inf logit is a token of probability 0: 0 in P costs Q_i; 0 in Q only is +inf."""
+    assert token_kl(np.array([0.0, -np.inf]), np.array([0.0, 0.0])) == pytest.approx(np.log(2))
+    assert token_kl(np.array([0.0, 0.0]), np.array([0.0, -np.inf])) == np.inf
+    assert token_kl(np.array([0.0, -np.inf]), np.array([0.0, -np.inf])) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("logits_p", "logits_q", "message"),
+    [
+        ([0.0, np.nan], [0.0, 0.0], r"logits_p\[1\] is NaN"),
+        ([0.0, 0.0], [np.inf, 0.0], r"logits_q\[0\] is \+inf"),
+        ([-np.inf, -np.inf], [0.0, 0.0], r"logits_p is -inf everywhere"),
+        ([0.0, 0.0], [0.0, 0.0, 0.0], "different vocabulary sizes"),
+        (3.0, [0.0], "0-d"),
+    ],
+    ids=["nan", "plus-inf", "all-masked", "vocab-mismatch", "scalar"],
+)
+def test_token_kl_rejects_bad_logits(logits_p, logits_q, message):
+    with pytest.raises(ValueError, match=message):
+        token_kl(logits_p, logits_q)
+
+
+def _exact_estimate(estimator: str, lp: float, rp: float) -> mpmath.mpf:
+    # e^d − 1 − d ~ d²/2 sits 2·|log10 d| digits below d: carry that many more.
+    digits = 60 + 2 * int(abs(np.log10(abs(rp - lp)))) if rp != lp else 60
+    with mpmath.workdps(digits):
+        d = mpmath.mpf(rp) - mpmath.mpf(lp)
+        return {"k1": -d, "k2": d * d / 2, "k3": mpmath.expm1(d) - d}[estimator]
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k2", "k3"])
+@given(
+    logp=st.floats(-50.0, 0.0),
+    log10_d=st.floats(-16.0, 2.8),
+    sign=st.sampled_from([-1.0, 1.0]),
+)
+def test_estimators_are_exact(estimator, logp, log10_d, sign):
+    ref_logp = min(logp + sign * 10.0**log10_d, 0.0)
+    value = kl_estimate(np.array(logp), np.array(ref_logp), estimator)
+    exact = _exact_estimate(estimator, logp, ref_logp)
+    assume(abs(exact) > np.finfo(np.float64).tiny)  # k2, k3 ~ d²/2 underflow for |d| < 1e-154
+    err = relative_error(float(value), exact)
+    assert err <= BOUND, f"{estimator}={value!r} (logp={logp!r}, ref_logp={ref_logp!r}): {err:.2e}"
+
+
+def test_k3_overflows_only_where_its_value_does():
+    logp = np.full(3, -800.0)
+    k3 = kl_estimate(logp, logp + np.array([700.0, 709.0, 709.9]), "k3")
+    assert np.isfinite(k3[:2]).all()
+    assert k3[2] == np.inf  # e^709.9 − 710.9 ≈ 1.97e308 > max float64
+
+
+def test_estimators_signs_and_bad_input():
+    logp = np.log(np.array([0.5, 0.25, 0.25]))
+    ref = np.log(np.array([0.25, 0.5, 0.25]))
+    assert (kl_estimate(logp, ref, "k1") < 0).any()
+    assert (kl_estimate(logp, ref, "k3") >= 0).all()
+    assert (kl_estimate(logp, ref, "k2") >= 0).all()
+    with pytest.raises(ValueError, match="were probabilities passed instead"):
+        kl_estimate(np.array([0.5, 0.25]), ref[:2], "k3")
+    with pytest.raises(ValueError, match="not one of k1, k2, k3"):
+        kl_estimate(logp, ref, "k4")
