@@ -22,17 +22,14 @@ from hypothesis import given
 
 from klspec.reference import cross_entropy, entropy, kl_divergence
 from klspec.spec import strategies
-from klspec.spec.oracle import cross_entropy_exact, entropy_exact, kl_exact, relative_error
+from klspec.spec.oracle import accuracy_error, cross_entropy_exact, entropy_exact, kl_exact
 
 BOUND = 1e-15
-SUBNORMAL_UNIT = 2.0**-1074
 
 
 def assert_accurate(name: str, value: float, exact, **inputs: np.ndarray) -> None:
     __tracebackhide__ = True
-    err = relative_error(float(value), exact)
-    if 0 < abs(exact) < np.finfo(np.float64).tiny:  # underflow: one unit of the subnormal grid
-        err = max(0.0, float(abs(mpmath.mpf(float(value)) - exact) - SUBNORMAL_UNIT) / abs(exact))
+    err = accuracy_error(float(value), exact)  # relative, one subnormal unit where it underflows
     shown = ", ".join(f"{k}=np.array({v.tolist()!r})" for k, v in inputs.items() if v.size <= 16)
     assert err <= BOUND, (
         f"{name}={value!r}, but should be {mpmath.nstr(exact, 20)} "
