@@ -1,0 +1,742 @@
+r"""How a step is checked: the five levels, the sound reduction to zero, obligations, rules.
+
+A step *claims* a level by the check it carries; the checker runs that check and
+reports the level only if it passes. Each check class can reach exactly one level,
+and only with the means that level allows:
+
+``Proved()``
+    prev − new reduces to exactly 0 by sound transformations (:func:`reduce_to_zero`).
+``ByRule(rule, ...)``
+    new = rule(prev) for a named, reviewed :class:`Rule`; the remainder
+    rule(prev) − new and the rule's preconditions are then proved.
+``UnderConstraint(constraint, substitute)``
+    zero only after substituting a stated constraint (Σp = 1). The checker first
+    tries without it: if the step needs no constraint it is reported as proved, so
+    a step cannot claim a constraint it does not use.
+``ForSizes(sizes, instantiate)``
+    exact, but only for the listed concrete sizes.
+``Numeric(points, dps, tol)``
+    a high-precision spot check, not a proof; the only check that evaluates numbers.
+
+Soundness rules the reduction keeps (see shared/notes/sympy-derivations.md):
+logarithms are split only under declared positivity (``expand_log`` without
+``force``); a remainder is zero only when it *is* 0 (``== 0`` after
+simplification; ``Expr.equals`` is never used, because a ``True`` from it may rest
+on numerical evaluation and ``None`` means undecided); exact levels refuse
+floating-point numbers; bound variables are renamed with ``xreplace`` (``subs``
+skips them); constraints are substituted only after logarithms are split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy as sp
+
+from klspec.spec.derivations.notation import has_atomic, unfold
+
+__all__ = [
+    "BudgetExceeded",
+    "ByRule",
+    "Check",
+    "ForSizes",
+    "FreeOf",
+    "Level",
+    "LimitIs",
+    "Minimum",
+    "Numeric",
+    "Obligation",
+    "Outcome",
+    "Positive",
+    "Proved",
+    "Reduction",
+    "Rule",
+    "RuleDoesNotApply",
+    "Satisfies",
+    "Solves",
+    "UnderConstraint",
+    "Zero",
+    "reduce_to_zero",
+    "sums_to_one",
+    "time_budget",
+]
+
+
+class Level(enum.IntEnum):
+    """How strongly a step was checked, strongest last."""
+
+    NUMERIC = 1
+    FOR_SIZES = 2
+    UNDER_CONSTRAINT = 3
+    BY_RULE = 4
+    PROVED = 5
+
+    @property
+    def words(self) -> str:
+        return self.name.lower().replace("_", " ")
+
+
+#: Relations a step can state between the previous expression and its own.
+RELATIONS = ("=", "≥", "≤", "≈", "⇒")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one check reached: ``level`` (None if it reached nothing) and ``detail``."""
+
+    ok: bool
+    level: Level | None
+    detail: str
+    label: str = ""
+
+
+# ---------------------------------------------------------------------------
+# The sound reduction to zero
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """Result of :func:`reduce_to_zero`: ``zero`` and how, or the remainder left."""
+
+    zero: bool
+    how: str
+    remainder: sp.Basic
+
+
+def _bound_symbol(var: sp.Symbol, depth: int) -> sp.Symbol:
+    """The canonical name of a variable bound at ``depth`` (same assumptions)."""
+    return sp.Symbol(f"ι{depth}", **var.assumptions0)
+
+
+def canonical_bound(expr: sp.Basic, depth: int = 0) -> sp.Basic:
+    """Rename every variable bound by a Sum, Product or Integral by its nesting depth.
+
+    Σ_i f(i) and Σ_j f(j) become the same expression, so they cancel structurally.
+    Renaming uses ``xreplace`` (``subs`` would skip bound variables).
+    """
+    if isinstance(expr, (sp.Sum, sp.Product, sp.Integral)):
+        # Rename all of this construct's variables at once (through fresh dummies), so
+        # that swapping names between its own limits cannot capture a variable.
+        olds = [limit[0] for limit in expr.limits]
+        news = [_bound_symbol(v, depth + k) for k, v in enumerate(olds)]
+        dummies = [sp.Dummy() for _ in olds]
+        body = expr.function.xreplace(dict(zip(olds, dummies, strict=True)))
+        body = body.xreplace(dict(zip(dummies, news, strict=True)))
+        limits = []
+        for k, (new, limit) in enumerate(zip(news, expr.limits, strict=True)):
+            bounds = [b.xreplace(dict(zip(olds[:k], news[:k], strict=True))) for b in limit[1:]]
+            limits.append((new, *(canonical_bound(b, depth) for b in bounds)))
+        return type(expr)(canonical_bound(body, depth + len(olds)), *limits)
+    if not expr.args or isinstance(expr, (sp.Symbol, sp.Indexed, sp.IndexedBase)):
+        return expr
+    return expr.func(*(canonical_bound(a, depth) for a in expr.args))
+
+
+def split_sums(expr: sp.Basic) -> sp.Basic:
+    """Linearity of finite sums, to a normal form. Sound for every finite Sum.
+
+    Σ(a·f + g) → a·Σf + Σg for a free of every summation index; a sum left as a
+    factor inside another sum is moved in, Σ_j g(j)·Σ_i h(i, j) → Σ_j Σ_i g(j)·h(i, j)
+    (a double sum, which sympy stores as one Sum with two limits). Applied bottom-up;
+    a sum of a constant over independent limits becomes the constant times the count.
+    """
+
+    def one(s: sp.Sum) -> sp.Basic:
+        limits = s.limits
+        bound = {lim[0] for lim in limits}
+        total = sp.S.Zero
+        for term in sp.Add.make_args(sp.expand(s.function)):
+            coeff, dep = term.as_independent(*bound, as_Add=False)
+            inner = [f for f in sp.Mul.make_args(dep) if isinstance(f, sp.Sum)]
+            if len(inner) == 1 and not ({lim[0] for lim in inner[0].limits} & dep.free_symbols):
+                (sub,) = inner
+                rest = dep / sub
+                total += coeff * one(sp.Sum(rest * sub.function, *sub.limits, *limits))
+                continue
+            if dep == 1 and not any(sp.Tuple(*lim[1:]).free_symbols & bound for lim in limits):
+                count = sp.Mul(*(hi - lo + 1 for _, lo, hi in limits))
+                total += coeff * count
+                continue
+            total += coeff * sp.Sum(dep, *limits)
+        return total
+
+    return expr.replace(lambda e: isinstance(e, sp.Sum), one)
+
+
+def merge_integrals(expr: sp.Basic) -> sp.Basic:
+    """Linearity of integrals: a·∫f + b·∫g → ∫(a·f + b·g) over the same limits.
+
+    Sound whenever the integrals on the left exist, which the expression asserts by
+    containing them. Only merges; splitting needs existence of the parts, which only
+    a stated constraint (UnderConstraint) may supply.
+    """
+    if not isinstance(expr, sp.Basic) or not expr.args:
+        return expr
+    expr = expr.func(*(merge_integrals(a) for a in expr.args))
+    if not isinstance(expr, sp.Add):
+        return expr
+    groups: dict[tuple, sp.Basic] = {}
+    rest = []
+    for term in expr.args:
+        factors = sp.Mul.make_args(term)
+        integrals = [f for f in factors if isinstance(f, sp.Integral)]
+        if len(integrals) == 1:
+            (integral,) = integrals
+            coeff = sp.Mul(*(f for f in factors if f is not integral))
+            if not coeff.free_symbols & {limit[0] for limit in integral.limits}:
+                groups[integral.limits] = groups.get(integral.limits, 0) + coeff * integral.function
+                continue
+        rest.append(term)
+    return sp.Add(*rest, *(sp.Integral(body, *limits) for limits, body in groups.items()))
+
+
+#: A Rational whose denominator is a power of two this large is a converted binary float
+#: (``Rational(0.7)`` is 3152519739159347/4503599627370496), never what a spec means.
+_FLOAT_DENOMINATOR = 2**40
+
+
+def _inexact(expr: sp.Basic) -> bool:
+    """Floats, or rationals that are binary floats in disguise (``Rational(0.7)``)."""
+    for a in sp.preorder_traversal(expr):
+        if isinstance(a, sp.Float):
+            return True
+        if isinstance(a, sp.Rational) and a.q >= _FLOAT_DENOMINATOR and a.q & (a.q - 1) == 0:
+            return True
+    return False
+
+
+class BudgetExceeded(BaseException):
+    """A check ran out of time: undecided, so failed.
+
+    A BaseException so that sympy's broad ``except Exception`` handlers cannot swallow it.
+    """
+
+
+@contextlib.contextmanager
+def time_budget(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`BudgetExceeded` in the block after ``seconds`` (main thread only).
+
+    sympy can spend unbounded time on innocent-looking input (``simplify`` on
+    c·log n with a huge-denominator c computes n**c); a check must end either way.
+    Elsewhere than the main thread (no SIGALRM there) the block runs unbounded.
+    """
+    if (
+        seconds is None
+        or not hasattr(signal, "setitimer")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise BudgetExceeded(f"check exceeded its {seconds:g} s budget")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    start, (outer, _) = time.monotonic(), signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if outer > 0:  # someone else's timer was running: give it back what is left
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - start), 1e-3))
+
+
+def _simplify(expr: sp.Basic) -> sp.Basic:
+    """``simplify`` without its own ``doit``: evaluation is a separate, later stage."""
+    return sp.simplify(expr, doit=False)
+
+
+def _evaluate(expr: sp.Basic) -> sp.Basic:
+    """``doit``, except for integrals of unknown functions, which sympy cannot evaluate
+    anyway (and can spend seconds trying to)."""
+    hidden = {
+        i: sp.Dummy()
+        for i in expr.atoms(sp.Integral)
+        if i.function.atoms(sp.core.function.AppliedUndef)
+    }
+    out = expr.xreplace(hidden).doit()
+    return out.xreplace({d: i for i, d in hidden.items()})
+
+
+def _forms(expr: sp.Basic, *, evaluate: bool = True) -> Iterator[tuple[str, sp.Basic]]:
+    """Ever stronger sound rewrites of ``expr``, each with a name; cheap ones first.
+
+    ``evaluate=False`` stops before ``doit`` (which would also unfold atomic notation).
+    """
+    e = canonical_bound(expr)
+    yield "structurally", e
+    e = sp.expand(sp.expand_log(split_sums(merge_integrals(e)), deep=True))
+    e = canonical_bound(split_sums(e))
+    yield "expand_log, expand, linearity", e
+    e = _simplify(e)
+    yield "simplify", e
+    e = sp.expand(_simplify(e))
+    yield "simplify twice", e
+    if not evaluate:
+        return
+    d = sp.expand(sp.expand_log(_evaluate(e), deep=True))
+    yield "doit (sums, integrals, derivatives), expand_log", d
+    d = _simplify(canonical_bound(split_sums(d)))
+    yield "doit, simplify", d
+    yield "doit, simplify twice", _simplify(d)
+
+
+def reduce_to_zero(
+    expr: sp.Basic,
+    *,
+    constraint: Callable[[sp.Basic], sp.Basic] | None = None,
+    evaluate: bool = True,
+) -> Reduction:
+    """Reduce ``expr`` to exactly 0 with sound transformations, or say what is left.
+
+    Notation is unfolded first. ``constraint`` (a substitution encoding e.g. Σp = 1)
+    is applied to each rewritten form *after* logarithms have been split, then the
+    form is expanded and simplified again. Floating-point numbers are refused: an
+    exact level cannot rest on rounded arithmetic. ``evaluate=False`` skips the
+    final stages that evaluate sums, integrals and derivatives (``doit``).
+    """
+    expr = sp.sympify(expr)
+    kept = unfold(expr, keep_atomic=True)
+    passes = [kept, unfold(expr)] if has_atomic(kept) else [kept]
+    last = expr
+    for k, unfolded in enumerate(passes):
+        if _inexact(unfolded):
+            return Reduction(
+                False,
+                "contains a floating-point number, or a binary float turned Rational "
+                "(Rational(0.7)); exact checks need exact numbers such as Rational(7, 10)",
+                unfolded,
+            )
+        for how, form in _forms(unfolded, evaluate=evaluate and k == len(passes) - 1):
+            last = form
+            if form == 0:
+                return Reduction(True, how, form)
+            if constraint is not None:
+                c = sp.expand(canonical_bound(split_sums(constraint(form))))
+                if c == 0:
+                    return Reduction(True, f"{how}, constraint substituted", c)
+                c = _simplify(c)
+                if c == 0:
+                    return Reduction(True, f"{how}, constraint substituted, simplify", c)
+                last = c
+    return Reduction(False, "no sound rewrite reached 0", last)
+
+
+# ---------------------------------------------------------------------------
+# Obligations: the facts a check hands to sympy
+# ---------------------------------------------------------------------------
+
+
+class Obligation:
+    """One fact sympy must establish. ``discharge()`` returns ``(ok, detail)``."""
+
+    what: str
+
+    def discharge(self) -> tuple[bool, str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Zero(Obligation):
+    """``expr`` reduces to exactly 0 (:func:`reduce_to_zero`)."""
+
+    expr: sp.Basic
+    what: str = "remainder is 0"
+    constraint: Callable[[sp.Basic], sp.Basic] | None = None
+
+    def discharge(self) -> tuple[bool, str]:
+        r = reduce_to_zero(self.expr, constraint=self.constraint)
+        if r.zero:
+            return True, f"{self.what} ({r.how})"
+        return False, f"{self.what}: undecided, remainder {sp.sstr(r.remainder)} ({r.how})"
+
+
+@dataclass(frozen=True)
+class Positive(Obligation):
+    """``expr`` > 0 by sympy's assumption system (after unfolding, then after simplify)."""
+
+    expr: sp.Basic
+    what: str = "positive"
+
+    def discharge(self) -> tuple[bool, str]:
+        e = unfold(sp.sympify(self.expr), keep_atomic=True)
+        if _inexact(e):
+            return False, f"{self.what}: contains a floating-point number"
+        if e.is_number and not e.is_Rational:
+            # sympy would decide the sign of a closed number like π − 355/113 by
+            # evaluating it numerically: not a proof.
+            return False, f"{self.what}: {sp.sstr(e)} is a closed number; its sign would be numeric"
+        for form in (e, _simplify(e), sp.factor(_simplify(e))):
+            if form.is_positive is True:
+                return True, f"{self.what}: {sp.sstr(form)} > 0"
+        return False, f"{self.what}: sympy cannot decide that {sp.sstr(e)} > 0"
+
+
+@dataclass(frozen=True)
+class Satisfies(Obligation):
+    """``value`` has the sympy assumption ``assumption`` (``"positive"``, ``"real"``, ...).
+
+    Decided by the assumption system. A closed number must be an exact rational: the
+    sign of any other closed number (π − 355/113) is something sympy would decide by
+    numerical evaluation, which is not a proof.
+    """
+
+    value: sp.Basic
+    assumption: str
+    what: str = "satisfies its assumption"
+
+    def discharge(self) -> tuple[bool, str]:
+        v = unfold(sp.sympify(self.value), keep_atomic=True)
+        if v.is_number and not v.is_Rational:
+            return False, f"{self.what}: {sp.sstr(v)} is a closed number; its sign would be numeric"
+        if getattr(v, f"is_{self.assumption}") is True:
+            return True, f"{self.what}: {sp.sstr(v)} is {self.assumption}"
+        return False, f"{self.what}: sympy cannot show {sp.sstr(v)} is {self.assumption}"
+
+
+@dataclass(frozen=True)
+class FreeOf(Obligation):
+    """``expr`` (unfolded) does not contain any of ``symbols``."""
+
+    expr: sp.Basic
+    symbols: tuple[sp.Basic, ...]
+    what: str = "free of the variables"
+
+    def discharge(self) -> tuple[bool, str]:
+        e = unfold(sp.sympify(self.expr))
+        found = [s for s in self.symbols if e.has(s)]
+        if found:
+            return False, f"{self.what}: {sp.sstr(e)} contains {', '.join(map(sp.sstr, found))}"
+        return True, self.what
+
+
+@dataclass(frozen=True)
+class Solves(Obligation):
+    """``sympy.solve(equations, unknowns)`` has exactly one solution, ``expected``.
+
+    Each solved value must reduce to the expected one exactly. With the unknowns'
+    assumptions declared (``positive=True`` for a standard deviation) solve discards
+    the solutions outside the domain.
+    """
+
+    equations: tuple[sp.Basic, ...]
+    unknowns: tuple[sp.Symbol, ...]
+    expected: Mapping[sp.Symbol, sp.Basic]
+    what: str = "unique solution"
+
+    def discharge(self) -> tuple[bool, str]:
+        eqs = [unfold(sp.sympify(e)).doit() for e in self.equations]
+        solutions = sp.solve(eqs, list(self.unknowns), dict=True)
+        if len(solutions) != 1:
+            return False, f"{self.what}: solve gave {len(solutions)} solutions {solutions}"
+        (solution,) = solutions
+        for var, value in self.expected.items():
+            if var not in solution:
+                return False, f"{self.what}: {var} left free in {solution}"
+            if not reduce_to_zero(solution[var] - value).zero:
+                return False, f"{self.what}: {var} = {sp.sstr(solution[var])}, not {value}"
+        return True, f"{self.what}: {', '.join(f'{k} = {sp.sstr(v)}' for k, v in solution.items())}"
+
+
+@dataclass(frozen=True)
+class Minimum(Obligation):
+    """``sympy.minimum(expr, var, domain)`` is exactly ``value``."""
+
+    expr: sp.Basic
+    var: sp.Symbol
+    domain: sp.Set
+    value: sp.Basic
+    what: str = "minimum"
+
+    def discharge(self) -> tuple[bool, str]:
+        got = sp.minimum(unfold(self.expr), self.var, self.domain)
+        if reduce_to_zero(got - self.value).zero:
+            return True, f"{self.what}: min over {self.domain} is {sp.sstr(got)}"
+        return False, f"{self.what}: min over {self.domain} is {sp.sstr(got)}, not {self.value}"
+
+
+@dataclass(frozen=True)
+class LimitIs(Obligation):
+    """``sympy.limit(expr, var, point, side)`` is exactly ``value`` (``oo`` allowed)."""
+
+    expr: sp.Basic
+    var: sp.Symbol
+    point: sp.Basic
+    side: str
+    value: sp.Basic
+    what: str = "limit"
+
+    def discharge(self) -> tuple[bool, str]:
+        got = sp.limit(unfold(self.expr), self.var, self.point, self.side)
+        if got == self.value or (got.is_finite and reduce_to_zero(got - self.value).zero):
+            return True, f"{self.what}: limit {sp.sstr(got)}"
+        return False, f"{self.what}: limit is {sp.sstr(got)}, not {sp.sstr(self.value)}"
+
+
+ObligationsFn = Callable[[sp.Basic, sp.Basic], Sequence[Obligation]]
+
+
+def _discharge_all(obligations: Iterable[Obligation]) -> tuple[bool, list[str]]:
+    details = []
+    for ob in obligations:
+        ok, detail = ob.discharge()
+        details.append(detail)
+        if not ok:
+            return False, details
+    return True, details
+
+
+# ---------------------------------------------------------------------------
+# Rules: named, reviewed rewrites
+# ---------------------------------------------------------------------------
+
+
+class RuleDoesNotApply(ValueError):
+    """The expression does not have the shape the rule rewrites."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A named rewrite whose soundness a person reviewed (see :mod:`.rules`).
+
+    ``statement`` is the mathematical fact the rule relies on. ``apply(prev, **params)``
+    returns what the rule turns ``prev`` into (``None``: the rule only licenses the
+    relation given its preconditions); ``preconditions(prev, new, **params)`` lists
+    what sympy must establish for the rule to apply here. ``relation`` is the relation
+    between prev and the result the rule guarantees.
+    """
+
+    name: str
+    statement: str
+    relation: str
+    apply: Callable[..., sp.Basic] | None = None
+    preconditions: Callable[..., Sequence[Obligation]] | None = None
+
+
+# ---------------------------------------------------------------------------
+# The checks a step can carry
+# ---------------------------------------------------------------------------
+
+
+class Check:
+    """Base of the five checks; ``verify`` returns an :class:`Outcome`."""
+
+    level: Level
+
+    def verify(self, prev: sp.Basic, new: sp.Basic, relation: str) -> Outcome:  # pragma: no cover
+        raise NotImplementedError
+
+    def _fail(self, detail: str) -> Outcome:
+        return Outcome(False, None, detail)
+
+
+@dataclass(frozen=True)
+class Proved(Check):
+    """prev − new reduces to 0; for ``⇒`` steps, the listed obligations hold."""
+
+    obligations: ObligationsFn | None = None
+    level = Level.PROVED
+
+    def verify(self, prev, new, relation):
+        # Inequalities are established only by a reviewed rule (ByRule), so that the
+        # link between prev, new and what is checked is reviewed too.
+        if relation not in ("=", "⇒"):
+            return self._fail(f"a proof establishes '=' or '⇒', not '{relation}' (use a rule)")
+        if self.obligations is None:
+            if relation != "=":
+                return self._fail("a '⇒' step needs explicit obligations")
+            obligations = [Zero(prev - new, "previous − new = 0")]
+        else:
+            obligations = list(self.obligations(prev, new))
+        if not obligations:
+            return self._fail("nothing to check: no obligations")
+        ok, details = _discharge_all(obligations)
+        return Outcome(ok, Level.PROVED if ok else None, "; ".join(details), "proved")
+
+
+@dataclass(frozen=True)
+class ByRule(Check):
+    """new = rule(prev) for a reviewed :class:`Rule`, remainder and preconditions proved."""
+
+    rule: Rule
+    params: Mapping[str, Any] = field(default_factory=dict)
+    obligations: ObligationsFn | None = None
+    level = Level.BY_RULE
+
+    def verify(self, prev, new, relation):
+        rule = self.rule
+        if rule.relation != relation:
+            return self._fail(
+                f"rule '{rule.name}' gives '{rule.relation}', the step states '{relation}'"
+            )
+        obligations: list[Obligation] = []
+        if rule.apply is not None:
+            try:
+                out = rule.apply(prev, **self.params)
+            except RuleDoesNotApply as exc:
+                return self._fail(f"rule '{rule.name}' does not apply: {exc}")
+            obligations.append(Zero(out - new, f"rule({rule.name})(previous) − new = 0"))
+        if rule.preconditions is not None:
+            try:
+                obligations.extend(rule.preconditions(prev, new, **self.params))
+            except RuleDoesNotApply as exc:
+                return self._fail(f"rule '{rule.name}' does not apply: {exc}")
+        if self.obligations is not None:
+            obligations.extend(self.obligations(prev, new))
+        if not obligations:
+            return self._fail(f"rule '{rule.name}' checked nothing here")
+        ok, details = _discharge_all(obligations)
+        return Outcome(
+            ok, Level.BY_RULE if ok else None, "; ".join(details), f"by rule: {rule.name}"
+        )
+
+
+@dataclass(frozen=True)
+class UnderConstraint(Check):
+    """prev − new is 0 once ``substitute`` (the stated ``constraint``) is applied.
+
+    ``substitute`` maps an expression to the same expression with the constraint
+    used (e.g. ``Σ_i p_i → 1``); it must be a substitution the constraint licenses.
+    It is applied only after logarithms are split. If prev − new is already 0
+    without it, the step is reported as proved instead.
+    """
+
+    constraint: str
+    substitute: Callable[[sp.Basic], sp.Basic]
+    level = Level.UNDER_CONSTRAINT
+
+    def verify(self, prev, new, relation):
+        if relation != "=":
+            return self._fail(f"a constraint check establishes '=', not '{relation}'")
+        r = reduce_to_zero(prev - new, constraint=self.substitute)
+        if not r.zero:
+            return self._fail(
+                f"not 0 even with {self.constraint}: remainder {sp.sstr(r.remainder)}"
+            )
+        # Does the step need its constraint at all? (Probed without evaluating sums and
+        # integrals, which is where the cost is; a step that would need that to be
+        # proved plainly is reported under its constraint, an understatement.)
+        plain = reduce_to_zero(prev - new, evaluate=False)
+        if plain.zero:
+            return Outcome(True, Level.PROVED, f"needs no constraint ({plain.how})", "proved")
+        return Outcome(
+            True,
+            Level.UNDER_CONSTRAINT,
+            f"0 after {self.constraint} ({r.how}); not 0 without it",
+            f"under constraint {self.constraint}",
+        )
+
+
+@dataclass(frozen=True)
+class ForSizes(Check):
+    """Exact for each listed concrete size only.
+
+    ``instantiate(expr, size)`` builds the concrete expression for one size;
+    ``constraint(expr, size)``, if given, is a substitution the definitions license
+    at that size (applied after logarithms are split). ``describe`` names the sizes
+    in the report, e.g. ``"|V|×T ∈ {2×1, …, 3×3}"``.
+    """
+
+    sizes: tuple
+    instantiate: Callable[[sp.Basic, Any], sp.Basic]
+    describe: str
+    constraint: Callable[[sp.Basic, Any], sp.Basic] | None = None
+    level = Level.FOR_SIZES
+
+    def verify(self, prev, new, relation):
+        if relation != "=":
+            return self._fail(f"a size-by-size check establishes '=', not '{relation}'")
+        if not self.sizes:
+            return self._fail("no sizes listed")
+        done = []
+        for size in self.sizes:
+            lhs, rhs = self.instantiate(prev, size), self.instantiate(new, size)
+            con = None if self.constraint is None else (lambda e, s=size: self.constraint(e, s))
+            r = reduce_to_zero(lhs - rhs, constraint=con)
+            if not r.zero:
+                return self._fail(f"size {size}: remainder {sp.sstr(r.remainder)}")
+            done.append(str(size))
+        return Outcome(
+            True, Level.FOR_SIZES, f"exact for {len(done)} sizes", f"for sizes {self.describe}"
+        )
+
+
+@dataclass(frozen=True)
+class Numeric(Check):
+    """|prev − new| ≤ tol at each point, evaluated with ``dps`` significant digits.
+
+    A spot check, not a proof. ``points`` are substitutions for the free symbols
+    (``({},)`` for closed expressions). ``tol`` defaults to 10^−(dps − 10).
+    """
+
+    points: tuple[Mapping[sp.Symbol, Any], ...] = ({},)
+    dps: int = 50
+    tol: sp.Basic | None = None
+    level = Level.NUMERIC
+
+    def verify(self, prev, new, relation):
+        if relation not in ("=", "≈"):
+            return self._fail(f"a numeric check establishes '=' or '≈', not '{relation}'")
+        tol = sp.Rational(1, 10 ** (self.dps - 10)) if self.tol is None else sp.sympify(self.tol)
+        worst = sp.S.Zero
+        for point in self.points:
+            diff = unfold(prev - new).xreplace({k: sp.sympify(v) for k, v in point.items()})
+            value = sp.N(diff.doit(), self.dps)
+            if not value.is_number or value.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
+                return self._fail(f"at {point}: does not evaluate to a finite number ({value})")
+            if abs(value) > tol:
+                return self._fail(
+                    f"at {point}: |previous − new| = {sp.N(abs(value), 5)} > {sp.N(tol, 3)}"
+                )
+            worst = max(worst, abs(value))
+        npts = len(self.points)
+        return Outcome(
+            True,
+            Level.NUMERIC,
+            f"|previous − new| ≤ {sp.N(worst, 3)} ≤ {sp.N(tol, 3)} at {npts} point(s), "
+            f"{self.dps} digits",
+            f"numeric ({self.dps} digits)",
+        )
+
+
+def sums_to_one(base: sp.IndexedBase, lo: sp.Basic, hi: sp.Basic) -> Callable[[sp.Basic], sp.Basic]:
+    """The substitution licensed by "base sums to 1 over its last index, lo..hi".
+
+    In Σ_v f·base[..., v] with f free of v (and no other limit depending on v), the sum
+    over v is Σ_v base[..., v] = 1 and is removed, leaving f. The other indices of base
+    may involve outer summation indices (a conditional c[x, ·] sums to 1 for every x).
+    """
+
+    def rewrite(e: sp.Sum) -> sp.Basic:
+        limits = list(e.limits)
+        factors = sp.Mul.make_args(e.function)
+        for k, (v, a, b) in enumerate(limits):
+            if (a, b) != (lo, hi):
+                continue
+            others = limits[:k] + limits[k + 1 :]
+            if any(sp.Tuple(*lim[1:]).has(v) for lim in others):
+                continue
+            hits = [f for f in factors if f.has(v)]
+            if len(hits) != 1:
+                continue
+            (f,) = hits
+            if (
+                isinstance(f, sp.Indexed)
+                and f.base == base
+                and f.indices[-1] == v
+                and not sp.Tuple(*f.indices[:-1]).has(v)
+            ):
+                rest = e.function / f
+                return sp.Sum(rest, *others) if others else rest
+        return e
+
+    return lambda e: e.replace(lambda x: isinstance(x, sp.Sum), rewrite)

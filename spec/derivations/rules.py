@@ -1,0 +1,385 @@
+"""The named rewrites a derivation may use, each reviewed here once.
+
+A rule is trusted for what its ``statement`` says, and for nothing else: its
+``apply`` only rewrites expressions of the exact shape the statement covers (and
+raises :class:`RuleDoesNotApply` otherwise), and whatever the statement needs of
+the expression (positivity, independence of a variable, a lemma) is listed as
+preconditions, which sympy must establish at every use.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from klspec.spec.derivations.checks import (
+    FreeOf,
+    LimitIs,
+    Minimum,
+    Positive,
+    Rule,
+    RuleDoesNotApply,
+    Satisfies,
+    Solves,
+    Zero,
+)
+from klspec.spec.derivations.notation import unfold
+
+__all__ = [
+    "AFFINE_ARGMIN",
+    "AFFINE_ARGMIN_TO_ARGMAX",
+    "CHANGE_OF_VARIABLES",
+    "CONVEX_STATIONARY_POINT",
+    "DROP_KL",
+    "INDUCTION",
+    "INSTANCE",
+    "LOG_LE_X_MINUS_1",
+    "REORDER_DOUBLE_SUM",
+    "SIFT",
+    "SPECIALISE",
+    "SPLIT_LAST_TOKEN",
+    "UNIQUE_STATIONARY_COERCIVE",
+]
+
+
+def _affine_parts(prev: sp.Basic, of: sp.Basic) -> tuple[sp.Basic, sp.Basic]:
+    """prev = a·of + b: return (a, b), or raise if prev is not affine in ``of``."""
+    d = sp.Dummy("g")
+    e = sp.expand(prev.xreplace({of: d}))
+    if not e.has(d):
+        raise RuleDoesNotApply(f"{sp.sstr(of)} does not occur in {sp.sstr(prev)}")
+    a = sp.diff(e, d)
+    if a.has(d):
+        raise RuleDoesNotApply(f"{sp.sstr(prev)} is not affine in {sp.sstr(of)}")
+    return a, e.xreplace({d: 0})
+
+
+def _affine_argmin(prev, new, *, of, over, sign):
+    a, c = _affine_parts(prev, of)
+    return [
+        Positive(sign * a, f"coefficient {'' if sign > 0 else '−'}a = {sp.sstr(sign * a)} > 0"),
+        FreeOf(a, over, f"a = {sp.sstr(a)} does not depend on {', '.join(map(sp.sstr, over))}"),
+        FreeOf(c, over, f"c = {sp.sstr(c)} does not depend on {', '.join(map(sp.sstr, over))}"),
+    ]
+
+
+#: argmin_θ (a·g(θ) + c) = argmin_θ g(θ) when a > 0 and a, c do not depend on θ.
+AFFINE_ARGMIN = Rule(
+    name="argmin unchanged by a·g + c, a > 0",
+    statement="If a > 0 and a, c do not depend on θ, then a·g(θ) + c and g(θ) have the "
+    "same minimisers: t ↦ a·t + c is strictly increasing.",
+    relation="⇒",
+    preconditions=lambda prev, new, *, of, over: _affine_argmin(
+        prev, new, of=of, over=over, sign=1
+    ),
+)
+
+#: argmin_θ (a·g(θ) + c) = argmax_θ g(θ) when a < 0 and a, c do not depend on θ.
+AFFINE_ARGMIN_TO_ARGMAX = Rule(
+    name="argmin of a·g + c is argmax of g, a < 0",
+    statement="If a < 0 and a, c do not depend on θ, the minimisers of a·g(θ) + c are the "
+    "maximisers of g(θ): t ↦ a·t + c is strictly decreasing.",
+    relation="⇒",
+    preconditions=lambda prev, new, *, of, over: _affine_argmin(
+        prev, new, of=of, over=over, sign=-1
+    ),
+)
+
+
+def _reorder(prev: sp.Basic) -> sp.Basic:
+    def swap(s: sp.Sum) -> sp.Basic:
+        (i, a, b), (j, c, d) = s.limits
+        if sp.Tuple(c, d).has(i) or sp.Tuple(a, b).has(j):
+            raise RuleDoesNotApply("the limits of one index depend on the other")
+        return sp.Sum(s.function, (j, c, d), (i, a, b))
+
+    out = prev.replace(lambda e: isinstance(e, sp.Sum) and len(e.limits) == 2, swap)
+    if out == prev:
+        raise RuleDoesNotApply("no finite double sum to reorder")
+    return out
+
+
+#: Σ_i Σ_j f(i, j) = Σ_j Σ_i f(i, j) for finite sums whose limits do not depend on the other index.
+REORDER_DOUBLE_SUM = Rule(
+    name="reorder a finite double sum",
+    statement="Σ_{i=c}^{d} Σ_{j=a}^{b} f(i, j) = Σ_{j=a}^{b} Σ_{i=c}^{d} f(i, j) when the "
+    "limits are integers that do not depend on the other index (a finite sum of finitely "
+    "many terms, added in another order).",
+    relation="=",
+    apply=_reorder,
+)
+
+
+def _sift(prev: sp.Basic) -> sp.Basic:
+    def one(s: sp.Sum) -> sp.Basic:
+        limits = list(s.limits)
+        j = limits[0][0]  # the innermost index
+        deltas = [f for f in sp.Mul.make_args(s.function) if isinstance(f, sp.KroneckerDelta)]
+        if len(deltas) != 1 or j not in deltas[0].args:
+            return s
+        (delta,) = deltas
+        (a,) = [arg for arg in delta.args if arg != j] or [j]
+        if a.has(j) or any(sp.Tuple(*lim[1:]).has(j) for lim in limits[1:]):
+            return s
+        body = (s.function / delta).xreplace({j: a})
+        return sp.Sum(body, *limits[1:]) if len(limits) > 1 else body
+
+    out = prev.replace(lambda e: isinstance(e, sp.Sum), one)
+    if out == prev:
+        raise RuleDoesNotApply("no Σ_j δ(a, j)·g(j) to sift")
+    return out
+
+
+#: Σ_{j=1}^{K} δ(a, j)·g(j) = g(a) when a is one of 1, ..., K.
+SIFT = Rule(
+    name="sift with a Kronecker delta",
+    statement="Σ_{j=1}^{K} δ(a, j)·g(j) = g(a) when a ∈ {1, ..., K}: exactly one term has "
+    "δ = 1. Here a is a sample and {1, ..., K} the support, so a is in it by definition.",
+    relation="=",
+    apply=_sift,
+)
+
+
+def _log_le_x_minus_1(prev: sp.Basic) -> sp.Basic:
+    coeff, rest = prev.as_coeff_Mul()
+    if not (coeff.is_negative and isinstance(rest, sp.Sum) and len(rest.limits) == 1):
+        raise RuleDoesNotApply("expected −c·Σ_i w_i·log(u_i) with c > 0")
+    logs = [f for f in sp.Mul.make_args(rest.function) if isinstance(f, sp.log)]
+    if len(logs) != 1:
+        raise RuleDoesNotApply("expected exactly one log factor in the summand")
+    (lg,) = logs
+    w = rest.function / lg
+    return coeff * sp.Sum(w * (lg.args[0] - 1), rest.limits[0])
+
+
+def _log_lemma_preconditions(prev: sp.Basic, new: sp.Basic):
+    _, rest = prev.as_coeff_Mul()
+    (lg,) = [f for f in sp.Mul.make_args(rest.function) if isinstance(f, sp.log)]
+    w, u = rest.function / lg, lg.args[0]
+    x = sp.Symbol("x", positive=True)
+    return [
+        Minimum(x - 1 - sp.log(x), x, sp.Interval.open(0, sp.oo), 0, "lemma: x − 1 − log x ≥ 0"),
+        Positive(w, f"weight {sp.sstr(w)} > 0"),
+        Positive(u, f"argument {sp.sstr(u)} > 0"),
+    ]
+
+
+#: −Σ w_i log u_i ≥ −Σ w_i (u_i − 1) for w_i > 0, u_i > 0, from log x ≤ x − 1.
+LOG_LE_X_MINUS_1 = Rule(
+    name="log x ≤ x − 1, termwise",
+    statement="For x > 0, log x ≤ x − 1 (sympy: the minimum of x − 1 − log x over x > 0 is "
+    "0). Multiplying by w_i > 0, summing and negating: −Σ w_i log u_i ≥ −Σ w_i (u_i − 1).",
+    relation="≥",
+    apply=_log_le_x_minus_1,
+    preconditions=lambda prev, new: _log_lemma_preconditions(prev, new),
+)
+
+
+def _drop_kl(prev: sp.Basic, *, term: sp.Basic, **_) -> sp.Basic:
+    _, b = _affine_parts(prev, term)
+    return b
+
+
+def _drop_kl_preconditions(prev, new, *, term, normalised, equality):
+    a, _ = _affine_parts(prev, term)
+    return [
+        Positive(-a, f"the KL term has coefficient {sp.sstr(a)} < 0"),
+        Zero(normalised, "the second argument sums to 1 (Gibbs needs two distributions)"),
+        Zero(equality, "equality: D_KL of a distribution from itself is 0"),
+    ]
+
+
+#: A − c·D_KL(P‖Q) ≤ A for c > 0 (Gibbs' inequality), with equality at P = Q.
+DROP_KL = Rule(
+    name="Gibbs: D_KL ≥ 0, = 0 iff P = Q",
+    statement="For distributions P, Q: D_KL(P‖Q) ≥ 0 with equality iff P = Q "
+    "(derivation.gibbs). So A − c·D_KL(P‖Q) ≤ A for c > 0, with equality iff P = Q.",
+    relation="≤",
+    apply=_drop_kl,
+    preconditions=_drop_kl_preconditions,
+)
+
+
+def _change_of_variables(prev: sp.Basic, *, x: sp.Symbol, to: sp.Basic, z: sp.Symbol):
+    found = [False]
+
+    def one(integral: sp.Integral) -> sp.Basic:
+        if integral.limits[0][0] != x:
+            return integral
+        found[0] = True
+        return integral.transform(x, (to, z))
+
+    out = prev.replace(lambda e: isinstance(e, sp.Integral), one)
+    if not found[0]:
+        raise RuleDoesNotApply(f"no integral over {x}")
+    return out
+
+
+#: ∫ f(x) dx = ∫ f(g(z)) g'(z) dz for increasing g (sympy's Integral.transform).
+CHANGE_OF_VARIABLES = Rule(
+    name="change of variables",
+    statement="∫_{−∞}^{∞} f(x) dx = ∫_{−∞}^{∞} f(g(z)) g′(z) dz for a strictly increasing "
+    "affine g (sympy's Integral.transform, which also maps the limits).",
+    relation="=",
+    apply=_change_of_variables,
+    preconditions=lambda prev, new, *, x, to, z: [
+        Positive(sp.diff(to, z), f"{x} = {sp.sstr(to)} is increasing in {z}")
+    ],
+)
+
+
+def _wild(identity: tuple[sp.Basic, sp.Basic], over: tuple[sp.Symbol, ...]):
+    wilds = {v: sp.Wild(f"w_{v}") for v in over}
+    lhs, rhs = identity
+    return lhs.xreplace(wilds), rhs.xreplace(wilds), wilds
+
+
+def _instance(prev: sp.Basic, *, identity, over):
+    pattern, template, _ = _wild(identity, over)
+    out = prev.replace(pattern, template)
+    if out == prev:
+        raise RuleDoesNotApply(f"no instance of {sp.sstr(identity[0])} to rewrite")
+    return out
+
+
+def _instance_preconditions(prev, new, *, identity, over):
+    pattern, _, wilds = _wild(identity, over)
+    out = []
+    for found in prev.find(pattern):
+        match = found.match(pattern)
+        for v in over:
+            value = match[wilds[v]]
+            for name in ("positive", "real", "integer"):
+                if v.assumptions0.get(name):
+                    out.append(
+                        Satisfies(value, name, f"{v} = {sp.sstr(value)} is {name}, as declared")
+                    )
+    return out
+
+
+#: Use an identity proved for symbolic parameters at particular values.
+INSTANCE = Rule(
+    name="instance of an identity proved for all parameter values",
+    statement="An identity lhs(c) = rhs(c) proved for symbolic parameters c (under their "
+    "declared assumptions) holds at every value meeting those assumptions; each value "
+    "used is checked against each assumption. The identity is named in the step and "
+    "proved where it is stated.",
+    relation="=",
+    apply=_instance,
+    preconditions=_instance_preconditions,
+)
+
+
+def _induction(prev: sp.Basic, *, hypothesis: sp.Basic, a: sp.Basic, k: sp.Symbol, n: sp.Basic):
+    """prev = F(n − 1) + a(n), F(n − 1) = Σ_{k<n} a(k) (``hypothesis``) → Σ_{k=1}^{n} a(k)."""
+    last = a.xreplace({k: n})
+    if sp.expand(prev - hypothesis - last) != 0:
+        raise RuleDoesNotApply(
+            f"expected {sp.sstr(hypothesis)} + {sp.sstr(last)}, got {sp.sstr(prev)}"
+        )
+    return sp.Sum(a, (k, 1, n))
+
+
+def _split_last_token(prev: sp.Basic, *, whole: sp.Basic, parts: sp.Basic) -> sp.Basic:
+    if not prev.has(whole):
+        raise RuleDoesNotApply(f"{sp.sstr(whole)} does not occur")
+    return prev.xreplace({whole: parts})
+
+
+#: Sequence KL = prefix KL + E_prefix[last-token KL]: the two-variable chain rule.
+SPLIT_LAST_TOKEN = Rule(
+    name="two-variable chain rule with X = t_<T, Y = t_T",
+    statement="A sequence t_1..t_T is the pair (X, Y) = (t_<T, t_T), with |X| = |V|^(T−1) "
+    "and |Y| = |V|. The two-variable chain rule, proved for symbolic sizes in the first "
+    "chain of derivation.kl_chain_rule, then reads: sequence KL = prefix KL + "
+    "E_{t<T∼π}[KL of the last token's conditionals].",
+    relation="=",
+    apply=_split_last_token,
+)
+
+
+#: If F(1) = a(1) and F(T) = F(T − 1) + a(T), then F(T) = Σ_{k=1}^{T} a(k).
+INDUCTION = Rule(
+    name="induction on the length",
+    statement="If F(1) = a(1) and F(n) = F(n − 1) + a(n) for n ≥ 2, then F(n) = "
+    "Σ_{k=1}^{n} a(k) for every n ≥ 1: by the hypothesis F(n − 1) = Σ_{k=1}^{n−1} a(k), "
+    "and Σ_{k=1}^{n−1} a(k) + a(n) = Σ_{k=1}^{n} a(k) (definition of a finite sum). The "
+    "base case is checked where the rule is used.",
+    relation="=",
+    apply=_induction,
+)
+
+
+def _convex_preconditions(prev, new, *, objective, var, solution, onto_domain=None, in_domain=()):
+    """Obligations of :data:`CONVEX_STATIONARY_POINT`; see its statement."""
+    f = unfold(objective)
+    second = sp.diff(f, var, 2)
+    if onto_domain is None:
+        where = f"for every {var} allowed by its assumptions"
+    else:
+        t, image = onto_domain
+        second, where = second.xreplace({var: image}), f"{var} = {sp.sstr(image)}, {t} > 0"
+    return [
+        Solves((sp.diff(f, var),), (var,), {var: solution}, f"∂f/∂{var} = 0 only at {solution}"),
+        Positive(second, f"∂²f/∂{var}² > 0 on the whole domain ({where})"),
+        *(
+            Positive(e, f"{sp.sstr(solution)} lies in the domain: {sp.sstr(e)} > 0")
+            for e in in_domain
+        ),
+    ]
+
+
+#: A stationary point of a strictly convex function on an interval is its unique minimiser.
+CONVEX_STATIONARY_POINT = Rule(
+    name="stationary point of a strictly convex function",
+    statement="If f″ > 0 on an open interval I and f′(x̂) = 0 at x̂ ∈ I, then x̂ is the "
+    "unique minimiser of f on I. f″ > 0 on all of I is checked through a parametrisation "
+    "of I by t > 0 (e.g. θ = t/(1 + t) for I = (0, 1)).",
+    relation="⇒",
+    preconditions=_convex_preconditions,
+)
+
+
+def _coercive_preconditions(prev, new, *, objective, var, solution, ends):
+    # Terms free of var shift f without moving its minimiser (they must be finite,
+    # which the derivation assumes); limits are taken of the rest.
+    f = unfold(objective).as_independent(var, as_Add=True)[1]
+    return [
+        Solves((sp.diff(f, var),), (var,), {var: solution}, f"∂f/∂{var} = 0 only at {solution}"),
+        *(
+            LimitIs(f, var, point, side, sp.oo, f"f → +∞ as {var} → {point}{side}")
+            for point, side in ends
+        ),
+    ]
+
+
+#: A differentiable function on (a, b) tending to +∞ at both ends with one stationary
+#: point is minimised there.
+UNIQUE_STATIONARY_COERCIVE = Rule(
+    name="single stationary point of a function that blows up at both ends",
+    statement="If f is differentiable on (a, b), f → +∞ at both ends, and f′ vanishes at "
+    "exactly one point x̂, then f attains its minimum over (a, b) at x̂, uniquely (a "
+    "minimum exists by the limits; it is a stationary point). Finite additive terms free "
+    "of x are dropped before taking the limits.",
+    relation="⇒",
+    preconditions=_coercive_preconditions,
+)
+
+
+def _specialise_preconditions(prev, new, *, values):
+    return [
+        Satisfies(value, name, f"{var} = {sp.sstr(value)} is {name}, as declared")
+        for var, value in values.items()
+        for name in ("positive", "real", "integer")
+        if var.assumptions0.get(name)
+    ]
+
+
+#: A consequence proved for symbolic parameters holds at values meeting their assumptions.
+SPECIALISE = Rule(
+    name="a consequence proved for all parameter values, at given values",
+    statement="A consequence derived for symbolic parameters under their declared "
+    "assumptions holds at any values meeting those assumptions (each value is checked "
+    "against each declared assumption).",
+    relation="⇒",
+    preconditions=_specialise_preconditions,
+)
