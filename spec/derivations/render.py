@@ -12,6 +12,7 @@ import sympy as sp
 
 from klspec.spec.derivations._core import ChainResult, Derivation, DerivationResult, StepResult
 from klspec.spec.derivations.checks import Level
+from klspec.spec.documentation import clause_anchor
 
 __all__ = ["latex", "proof_pages", "to_latex", "to_markdown"]
 
@@ -83,12 +84,14 @@ def to_markdown(derivation: Derivation, result: DerivationResult | None = None) 
             out += [f"**{title}**", ""]
         out += [_aligned(chain_result), ""]
         if result is not None:
-            out += ["| step | checked | time | detail |", "|---|---|---|---|"]
+            # No times here: pages are generated docs and must not change between runs
+            # (`klspec prove` prints the times).
+            out += ["| step | checked | detail |", "|---|---|---|"]
             for s, r in enumerate(chain_result.steps, start=1):
                 if r is None:
                     continue
                 detail = r.detail.replace("|", r"\|").replace("\n", " ")
-                out.append(f"| {k + 1}.{s} | {_level(r)} | {r.seconds:.2f} s | {detail} |")
+                out.append(f"| {k + 1}.{s} | {_level(r)} | {detail} |")
             out.append("")
     out += ["**Conclusion.** " + derivation.conclusion, ""]
     if result is not None:
@@ -103,9 +106,11 @@ def to_markdown(derivation: Derivation, result: DerivationResult | None = None) 
     if derivation.honesty:
         out += [derivation.honesty, ""]
     if derivation.clause_ids:
-        out += ["Also checks the clauses " + ", ".join(f"`{c}`" for c in derivation.clause_ids), ""]
+        links = ", ".join(f"[`{c}`](../index.md#{clause_anchor(c)})" for c in derivation.clause_ids)
+        out += ["Also checks the clauses " + links, ""]
     if derivation.numeric_crosscheck:
-        out += [f"Numeric cross-check: `{derivation.numeric_crosscheck}`", ""]
+        path = derivation.numeric_crosscheck.split("::")[0]
+        out += [f"Numeric cross-check: [`{derivation.numeric_crosscheck}`](../../{path})", ""]
     return "\n".join(out)
 
 
@@ -119,16 +124,14 @@ def proof_pages(results: list[DerivationResult]) -> dict[str, str]:
         "Each derivation is checked step by step by sympy; a step's level is "
         "the one the checker reached (`klspec prove`).",
         "",
-        "| derivation | steps | weakest level | time |",
-        "|---|---|---|---|",
+        "| derivation | steps | weakest level |",
+        "|---|---|---|",
     ]
     for r in results:
         name = r.derivation.id.removeprefix("derivation.") + ".md"
         pages[name] = to_markdown(r.derivation, r)
         levels = [s.level for s in r.step_results]
         weakest = "FAILED" if None in levels else min(levels).words
-        rows.append(
-            f"| [{r.derivation.title}]({name}) | {len(levels)} | {weakest} | {r.seconds:.2f} s |"
-        )
+        rows.append(f"| [{r.derivation.title}]({name}) | {len(levels)} | {weakest} |")
     pages["README.md"] = "\n".join(rows) + "\n"
     return pages

@@ -244,7 +244,8 @@ def _instance(prev: sp.Basic, *, identity, over):
 def _instance_preconditions(prev, new, *, identity, over):
     pattern, _, wilds = _wild(identity, over)
     out = []
-    for found in prev.find(pattern):
+    # prev.find returns a set: sort it so the report (and the generated docs) is stable.
+    for found in sorted(prev.find(pattern), key=sp.default_sort_key):
         match = found.match(pattern)
         for v in over:
             value = match[wilds[v]]

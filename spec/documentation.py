@@ -1,0 +1,195 @@
+"""Generate docs/ from the clause catalog and the checked derivations.
+
+``klspec docs`` writes, and the test suite compares against, exactly what
+:func:`pages` returns: docs/index.md (what klspec is, a reading order that follows
+the post, the clause catalog as a table) and docs/proofs/ (one page per
+derivation, rendered with the level the checker reached). Nothing here is
+written by hand, so the docs cannot drift from the code: a test fails when
+docs/ is out of date. docs/conformance.md is generated separately by
+``klspec matrix``.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from klspec.spec.checks import checks_for
+from klspec.spec.clauses import CATALOG, Clause
+
+#: The reading order, following the post: (section title, what it argues, derivation ids,
+#: clause ids). Derivation ids are without the ``derivation.`` prefix.
+READING_ORDER: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
+    (
+        "Where MSE comes from",
+        "Squared error is not a law of nature: it is the negative log-likelihood of "
+        "independent Gaussian noise, up to a constant and a positive factor, so it has "
+        "the same minimiser for every noise level. Other noise models give other "
+        "losses: Bernoulli outcomes give binary cross-entropy (the logistic loss of "
+        "Bradley–Terry), Laplace noise gives absolute error, Poisson counts give the "
+        "Poisson deviance.",
+        ("gaussian_nll_mse", "bernoulli_nll_bce", "laplace_nll_mae", "poisson_nll_deviance"),
+        (),
+    ),
+    (
+        "What KL measures",
+        "KL(P‖Q) is the expected extra surprise −log Q(x) over −log P(x) when outcomes "
+        "come from P: cross-entropy minus entropy. It is never negative (Gibbs' "
+        "inequality), zero only when P = Q, not symmetric, and not a distance. The "
+        "weather example: 70/30 weather against a 50/50 forecast costs 0.0823 nats a "
+        "day; the other way round it is 0.0872 nats (0.088 in the post is a rounding "
+        "artefact of its three-place logarithms).",
+        ("kl_cross_entropy", "gibbs", "weather_numbers"),
+        (
+            "entropy.definition",
+            "cross_entropy.definition",
+            "kl.definition",
+            "units.base",
+            "kl.decomposition",
+            "kl.nonnegative",
+            "kl.zero_iff_equal",
+            "kl.asymmetric",
+            "kl.not_a_metric",
+            "example.weather.forward",
+            "example.weather.reverse",
+        ),
+    ),
+    (
+        "Maximum likelihood is forward-KL minimisation",
+        "With P̂ the empirical distribution of the data, KL(P̂‖Q_θ) is the entropy of "
+        "the data (fixed) minus the average log-likelihood of θ, so the θ that "
+        "maximises the likelihood is the θ that minimises KL from the data to the "
+        "model. For coin flips the optimum is the observed frequency.",
+        ("mle_forward_kl", "mle_bernoulli"),
+        ("example.coin_flips",),
+    ),
+    (
+        "Forward against reverse KL",
+        "The direction decides what a fit does. Minimising KL(P‖Q) over Gaussians Q "
+        "matches P's mean and variance, so a single Gaussian fitted to two modes at ±3 "
+        "sits between them as N(0, 10), covering both. Minimising KL(Q‖P) instead locks "
+        "onto one mode; that part is shown numerically, not proved.",
+        ("gaussian_kl", "moment_matching"),
+        (),
+    ),
+    (
+        "KL in RLHF",
+        "A language model's probability of a response is a product of per-token "
+        "probabilities, so its log-ratio against a reference model is a sum of "
+        "per-token log-ratios, and the sequence-level KL is the expected sum of "
+        "per-token KLs. The KL-regularised objective E_π[r] − β KL(π‖π_ref) equals "
+        "β log Z − β KL(π‖π*), so its optimum is π* ∝ π_ref·e^{r/β}.",
+        ("autoregressive_log_ratio", "kl_chain_rule", "rlhf_optimum"),
+        ("kl.chain_rule",),
+    ),
+)
+
+
+def clause_anchor(clause_id: str) -> str:
+    """The anchor of a clause in docs/index.md: ``kl.decomposition`` -> ``kl-decomposition``."""
+    return clause_id.replace(".", "-").replace("_", "-")
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", r"\|").replace("\n", " ")
+
+
+def _clause_row(clause: Clause) -> str:
+    checks = ", ".join(f"`{c.name}`" for c in checks_for(clause.id))
+    anchor = f'<a id="{clause_anchor(clause.id)}"></a>`{clause.id}`'
+    formula = f"${_cell(clause.latex)}$" if clause.latex else ""
+    return f"| {anchor} | {clause.kind} | {_cell(clause.statement)} | {formula} | {checks} |"
+
+
+def index_page(derivation_titles: dict[str, str]) -> str:
+    """docs/index.md: what klspec is, the reading order, the clause catalog."""
+    out = [
+        "# klspec",
+        "",
+        "<!-- Generated by `klspec docs` from the clause catalog and the derivations;"
+        " do not edit. -->",
+        "",
+        "klspec states what KL divergence and its neighbours are, as clauses a machine "
+        "checks. Every clause below is a property that `klspec check` tests against an "
+        "implementation with hypothesis; every derivation is checked step by step by "
+        "sympy, and its page says, for each step, whether it was proved symbolically, "
+        "by a named rewrite rule, under a stated constraint, for small sizes only, or "
+        "numerically only.",
+        "",
+        "- [Proofs](proofs/README.md): the derivations, with the level each step reached.",
+        "- [Conformance](conformance.md): how scipy, torch, jax, optax and keras fare "
+        "against the clauses.",
+        "",
+        "## Reading order",
+        "",
+    ]
+    for n, (title, argument, derivation_ids, clause_ids) in enumerate(READING_ORDER, start=1):
+        out += [f"### {n}. {title}", "", argument, ""]
+        for d in derivation_ids:
+            out.append(f"- Proof: [{derivation_titles[d]}](proofs/{d}.md)")
+        for c in clause_ids:
+            out.append(f"- Clause: [`{c}`](#{clause_anchor(c)})")
+        out.append("")
+    out += [
+        "## Clause catalog",
+        "",
+        "Generated from `klspec.spec.CATALOG` (`klspec list`). Tolerances, where a clause "
+        "has one, are derived from the inputs' conditioning and documented in the "
+        "clause's notes (`klspec.spec.tolerances`).",
+        "",
+        "| clause | kind | statement | formula | checks |",
+        "|---|---|---|---|---|",
+    ]
+    out += [_clause_row(c) for c in CATALOG]
+    return "\n".join(out) + "\n"
+
+
+@cache
+def pages() -> dict[str, str]:
+    """Relative path under docs/ -> content, for every page ``klspec docs`` generates.
+
+    Runs every derivation (a few seconds) so each page shows the level reached;
+    cached for the process (the result depends only on the code). Do not mutate it.
+    """
+    from klspec.spec.derivations import proof_pages, run  # sympy: imported only here
+
+    results = run()
+    titles = {r.derivation.id.removeprefix("derivation."): r.derivation.title for r in results}
+    out = {"index.md": index_page(titles)}
+    out.update({f"proofs/{name}": text for name, text in proof_pages(results).items()})
+    return out
+
+
+def write(root: Path) -> list[Path]:
+    """Write :func:`pages` under ``root`` (docs/), removing stale proof pages; returns paths."""
+    generated = pages()
+    proofs = root / "proofs"
+    if proofs.is_dir():
+        for old in proofs.glob("*.md"):
+            if f"proofs/{old.name}" not in generated:
+                old.unlink()
+    written = []
+    for rel, text in generated.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def stale(root: Path) -> list[str]:
+    """Pages under ``root`` that differ from what :func:`pages` generates (or are extra)."""
+    generated = pages()
+    differ = [
+        rel
+        for rel, text in generated.items()
+        if not (root / rel).is_file() or (root / rel).read_text(encoding="utf-8") != text
+    ]
+    proofs = root / "proofs"
+    extra = [
+        f"proofs/{p.name}"
+        for p in (proofs.glob("*.md") if proofs.is_dir() else ())
+        if f"proofs/{p.name}" not in generated
+    ]
+    return sorted(differ + extra)
