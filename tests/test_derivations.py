@@ -714,7 +714,7 @@ def test_markdown_proof_page_has_statement_levels_and_conclusion():
     page = to_markdown(d, checked(d.id))
     assert page.startswith("# ")
     assert "numeric (50 digits)" in page
-    assert "| step | checked | time | detail |" in page
+    assert "| step | checked | detail |" in page
     assert "0.0871766935723888763504603430433" in page
     assert d.conclusion in page
 
