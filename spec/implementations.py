@@ -54,6 +54,13 @@ class Implementation:
     empirical: Callable[..., Any] | None = None
     capabilities: frozenset[str] = field(default_factory=frozenset)
     description: str = ""
+    #: Keyword options that rebuild it from its name as a target (``signature=...``), for
+    #: reproduction lines: ``replay(check, name, **options)``.
+    options: tuple[tuple[str, Any], ...] = ()
+    #: Whether ``name`` is a target :func:`implementation` resolves. When it is not (a
+    #: function object handed to :func:`klspec.spec.check`), reproduction lines are
+    #: Python statements passing the function itself.
+    by_name: bool = True
 
     def __post_init__(self) -> None:
         caps = frozenset(self.capabilities)
@@ -104,18 +111,22 @@ def reference_implementation() -> Implementation:
     )
 
 
-#: Target name -> zero-argument factory. Adapters for other libraries register here.
+#: Target name -> zero-argument factory, for implementations defined in Python (tests
+#: register theirs here). Adapters for other libraries are in klspec.spec.adapters.
 _TARGETS: dict[str, Callable[[], Implementation]] = {
     "reference": reference_implementation,
 }
 
 
-def implementation(target: str) -> Implementation:
-    """The implementation a target name stands for (``"reference"``, ...)."""
-    try:
-        factory = _TARGETS[target]
-    except KeyError:
-        raise LookupError(
-            f"unknown target {target!r}; known targets: {', '.join(sorted(_TARGETS))}"
-        ) from None
-    return factory()
+def implementation(target: str, **options: Any) -> Implementation:
+    """The implementation a target stands for.
+
+    A name registered here (``"reference"``), a built-in adapter
+    (``"scipy.rel_entr"``, see :mod:`klspec.spec.adapters`) or
+    ``"package.module:function"`` with ``options`` saying how to call it
+    (``signature=``, ``quantity=``, ``batched=``, ``array=``; see
+    :func:`klspec.spec.adapters.resolve`).
+    """
+    from klspec.spec.adapters import resolve
+
+    return resolve(target, **options)

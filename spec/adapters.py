@@ -1,0 +1,559 @@
+r"""Built-in adapters: how scipy, torch, jax, optax and keras compute KL, made checkable.
+
+This module (with :mod:`klspec.spec.signatures`, which translates arguments and
+array types) is the only place that knows third-party conventions. Each adapter
+is one small function returning an
+:class:`~klspec.spec.implementations.Implementation` that computes "KL(P‖Q) (or
+H(P), H(P, Q)) of float64 probabilities, in nats"; its docstring states the
+library's conventions and what the adapter does about them. The principle:
+an adapter translates *calling conventions* (argument order, log-space
+inputs, array types, which axis is reduced) and never corrects *results*: a
+library that clips, loses accuracy or returns NaN shows that in the
+conformance matrix.
+
+:func:`resolve` turns a target — a registered name, an adapter name, or
+``package.module:function`` with a signature — into an implementation. An
+adapter whose library is not installed raises :class:`AdapterUnavailable`
+with the reason; ``klspec matrix`` records it as skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import importlib.util
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from klspec.spec import implementations as _implementations
+from klspec.spec.implementations import Implementation
+from klspec.spec.signatures import QUANTITIES, SignatureError, import_function, wrap
+
+#: The keyword options of a module:function target (``klspec check --signature ...``).
+OPTIONS = ("quantity", "signature", "batched", "array")
+
+
+class TargetError(LookupError):
+    """A target that cannot be checked: unknown, not importable, or its library is missing."""
+
+
+class AdapterUnavailable(TargetError):
+    """A built-in adapter whose library is not installed; ``reason`` says which."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A built-in adapter: its target name, the libraries it needs, and how to build it."""
+
+    name: str
+    libraries: tuple[str, ...]
+    build: Callable[[], Implementation]
+
+    @property
+    def conventions(self) -> str:
+        """The docstring of the adapter: the library's conventions and the adapter's choices."""
+        return _dedent(self.build.__doc__ or "")
+
+    @property
+    def summary(self) -> str:
+        return self.conventions.split("\n\n")[0].replace("\n", " ")
+
+    def missing(self) -> str | None:
+        """Why the adapter cannot run here (a library is not installed), or None."""
+        for lib in self.libraries:
+            if importlib.util.find_spec(lib) is None:
+                return f"{lib} is not installed (pip install {lib})"
+        return None
+
+    def versions(self) -> dict[str, str]:
+        """Installed versions of numpy and the libraries the adapter calls."""
+        return library_versions(("numpy", *self.libraries))
+
+
+def _dedent(text: str) -> str:
+    import inspect
+
+    return inspect.cleandoc(text)
+
+
+def library_versions(libraries: tuple[str, ...]) -> dict[str, str]:
+    """``{library: version}`` for those installed (distribution metadata, no import)."""
+    found = {}
+    for lib in dict.fromkeys(libraries):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            found[lib] = importlib.metadata.version(lib)
+    return found
+
+
+#: Adapter name -> adapter, in the order ``klspec adapters`` and the matrix list them.
+ADAPTERS: dict[str, Adapter] = {}
+
+
+def _adapter(name: str, *libraries: str) -> Callable[[Callable[[], Implementation]], Adapter]:
+    def register(build: Callable[[], Implementation]) -> Adapter:
+        ADAPTERS[name] = Adapter(name, libraries, build)
+        return ADAPTERS[name]
+
+    return register
+
+
+def _quiet(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` with numpy's floating-point warnings off (log 0, 0/0 are the formula's business)."""
+
+    def quiet(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+
+    quiet.__name__ = fn.__name__
+    return quiet
+
+
+# --- numpy and scipy -------------------------------------------------------------------
+
+
+@_adapter("numpy.textbook")
+def numpy_textbook() -> Implementation:
+    """The textbook formulas typed into numpy: sum(p * log(p / q)), -sum(p * log p), ...
+
+    Conventions: f(p, q) with P = p and Q = q, probabilities, no normalisation,
+    no guard for p_i = 0 (0·log 0 evaluates to nan) and no clamp at 0; each
+    sum reduces the last axis. The adapter adds nothing: this is the code a
+    reader of the formula writes first.
+    """
+
+    def kl(p, q):
+        return np.sum(p * np.log(p / q), axis=-1)
+
+    def entropy(p):
+        return -np.sum(p * np.log(p), axis=-1)
+
+    def cross_entropy(p, q):
+        return -np.sum(p * np.log(q), axis=-1)
+
+    return Implementation(
+        "numpy.textbook",
+        kl=_quiet(kl),
+        entropy=_quiet(entropy),
+        cross_entropy=_quiet(cross_entropy),
+        capabilities=frozenset({"batched"}),
+        description="sum(p * log(p / q)) in numpy, literally",
+    )
+
+
+@_adapter("scipy.rel_entr", "scipy")
+def scipy_rel_entr() -> Implementation:
+    """scipy.special.rel_entr(p, q), summed over the last axis.
+
+    Conventions: f(x, y) with P = x and Q = y, probabilities, elementwise
+    x·log(x/y) with 0 at x = 0 and inf at y = 0 < x; no normalisation and no
+    reduction. The adapter sums the terms over the last axis (what users write:
+    ``rel_entr(p, q).sum()``), without a clamp at 0.
+    """
+    import scipy.special
+
+    return Implementation(
+        "scipy.rel_entr",
+        kl=lambda p, q: scipy.special.rel_entr(p, q).sum(axis=-1),
+        capabilities=frozenset({"batched"}),
+        description="scipy.special.rel_entr(p, q).sum(axis=-1)",
+    )
+
+
+@_adapter("scipy.kl_div", "scipy")
+def scipy_kl_div() -> Implementation:
+    """scipy.special.kl_div(p, q), summed over the last axis.
+
+    Conventions: f(x, y) with P = x and Q = y, probabilities, elementwise
+    x·log(x/y) − x + y (the terms of the generalised KL of unnormalised
+    measures, each ≥ 0), y at x = 0, inf at y = 0 < x; no normalisation and no
+    reduction. Summed over distributions the extra −x + y terms add Σq − Σp,
+    zero up to rounding. The adapter sums over the last axis.
+    """
+    import scipy.special
+
+    return Implementation(
+        "scipy.kl_div",
+        kl=lambda p, q: scipy.special.kl_div(p, q).sum(axis=-1),
+        capabilities=frozenset({"batched"}),
+        description="scipy.special.kl_div(p, q).sum(axis=-1)",
+    )
+
+
+@_adapter("scipy.stats.entropy", "scipy")
+def scipy_stats_entropy() -> Implementation:
+    """scipy.stats.entropy(pk, qk, base=None, axis=0): H(P) for one argument, KL(P‖Q) for two.
+
+    Conventions: P = pk and Q = qk, probabilities, both normalised to sum 1
+    along ``axis``; terms via rel_entr / entr (0 at p_i = 0, inf at q_i = 0 <
+    p_i); ``base`` divides by ln(base); the default axis is 0. The adapter
+    passes axis=-1 unless the check gives another axis (klspec's convention).
+    """
+    import scipy.stats
+
+    def kl(p, q, axis=-1, base=None):
+        return scipy.stats.entropy(p, q, base=base, axis=axis)
+
+    def entropy(p, axis=-1, base=None):
+        return scipy.stats.entropy(p, base=base, axis=axis)
+
+    return Implementation(
+        "scipy.stats.entropy",
+        kl=kl,
+        entropy=entropy,
+        capabilities=frozenset({"batched", "base", "axis"}),
+        description="scipy.stats.entropy(p, q, axis=-1) and scipy.stats.entropy(p, axis=-1)",
+    )
+
+
+# --- torch -------------------------------------------------------------------------------
+
+
+def _torch_kl_div(reduction: str, log_target: bool = False, batch_of_one: bool = False):
+    import torch.nn.functional as F
+
+    def kl_div(log_q, target):
+        if batch_of_one:
+            log_q, target = log_q[None], target[None]
+        with warnings.catch_warnings():
+            # torch warns on every reduction='mean' call that it divides by the element
+            # count; the matrix shows that, and the warning would only repeat it.
+            warnings.filterwarnings("ignore", "reduction: 'mean' divides", UserWarning)
+            return F.kl_div(log_q, target, reduction=reduction, log_target=log_target)
+
+    return kl_div
+
+
+@_adapter("torch.kl_div.sum", "torch")
+def torch_kl_div_sum() -> Implementation:
+    """torch.nn.functional.kl_div(input, target, reduction='sum'), input = log Q, target = P.
+
+    Conventions: the arguments are in the *opposite* order to KL(P‖Q): input is
+    log Q (log-probabilities), target is P (probabilities; log-probabilities
+    only with log_target=True). Elementwise target·(log target − input), via
+    xlogy, so a term with p_i = 0 is 0 — unless input is −inf there (q_i = 0
+    too), which gives 0·inf = nan. No normalisation. reduction='sum' sums every
+    element (so on a batch it is the total, not per row). The adapter passes
+    float64 tensors of one distribution, called as f(log_q, p).
+    """
+    return wrap(
+        _torch_kl_div("sum"),
+        name="torch.kl_div.sum",
+        signature="f(log_q, p)",
+        array="torch",
+        description="F.kl_div(log q, p, reduction='sum')",
+    )
+
+
+@_adapter("torch.kl_div.batchmean", "torch")
+def torch_kl_div_batchmean() -> Implementation:
+    """torch.nn.functional.kl_div(input, target, reduction='batchmean'): the sum divided by size(0).
+
+    Conventions as torch.kl_div.sum (input = log Q, target = P), but the sum
+    over all elements is divided by input.size(0). That is KL averaged over a
+    batch only when the input has shape (batch, n); on (n,) it divides by n,
+    and on (B, T, V) by B alone (a per-token KL summed over T). The adapter
+    passes each distribution as a batch of one, shape (1, n), the use torch
+    documents, so the result is KL(P‖Q) itself; the reduction is not undone.
+    torch.kl_div.mean shows what a reduction over the wrong count does.
+    """
+    return wrap(
+        _torch_kl_div("batchmean", batch_of_one=True),
+        name="torch.kl_div.batchmean",
+        signature="f(log_q, p)",
+        array="torch",
+        description="F.kl_div(log q[None], p[None], reduction='batchmean')",
+    )
+
+
+@_adapter("torch.kl_div.mean", "torch")
+def torch_kl_div_mean() -> Implementation:
+    """torch.nn.functional.kl_div(input, target) with its default reduction='mean': sum / numel.
+
+    Conventions as torch.kl_div.sum (input = log Q, target = P), but the sum
+    is divided by the number of *elements*, so on one distribution of n
+    outcomes the result is KL(P‖Q)/n. torch's docs warn that 'mean' "doesn't
+    return the true KL divergence value" and recommend 'batchmean'; 'mean' is
+    still the default, and a common bug. The adapter exposes it as is (it does
+    not multiply by n back), so the matrix shows this bug class: every value
+    clause fails by the factor n.
+    """
+    return wrap(
+        _torch_kl_div("mean"),
+        name="torch.kl_div.mean",
+        signature="f(log_q, p)",
+        array="torch",
+        description="F.kl_div(log q, p) (reduction='mean', the default)",
+    )
+
+
+@_adapter("torch.kl_div.log_target", "torch")
+def torch_kl_div_log_target() -> Implementation:
+    """torch.nn.functional.kl_div(input, target, reduction='sum', log_target=True): both log.
+
+    Conventions: input = log Q, target = log P; elementwise
+    exp(target)·(target − input), so p_i = 0 (target −inf) gives 0·(−inf) = nan
+    instead of 0. reduction='sum' as in torch.kl_div.sum. The adapter calls it
+    as f(log_q, log_p) on float64 tensors of one distribution.
+    """
+    return wrap(
+        _torch_kl_div("sum", log_target=True),
+        name="torch.kl_div.log_target",
+        signature="f(log_q, log_p)",
+        array="torch",
+        description="F.kl_div(log q, log p, reduction='sum', log_target=True)",
+    )
+
+
+@_adapter("torch.distributions", "torch")
+def torch_distributions() -> Implementation:
+    """torch.distributions.kl_divergence(Categorical(probs=p), Categorical(probs=q)); .entropy().
+
+    Conventions: kl_divergence(p, q) is KL(p‖q) of two distribution objects,
+    over their batch shape. Categorical(probs=...) normalises along the last
+    axis and checks its argument is on the simplex (within 1e-6). Its logits
+    are log(probs) with probs clamped to [eps, 1 − eps] (eps = 2.2e-16 in
+    float64); the KL sets the terms with p_i = 0 to 0 and with q_i = 0 to inf.
+    The adapter builds the Categoricals from float64 tensors; it is batched.
+    """
+    import torch
+    from torch.distributions import Categorical, kl_divergence
+
+    def kl(p, q):
+        return kl_divergence(Categorical(probs=p), Categorical(probs=q))
+
+    def entropy(p):
+        return Categorical(probs=p).entropy()
+
+    def to_torch(fn):
+        def call(*arrays):
+            return fn(*(torch.tensor(np.array(a)) for a in arrays)).numpy()
+
+        call.__name__ = fn.__name__
+        return call
+
+    return Implementation(
+        "torch.distributions",
+        kl=to_torch(kl),
+        entropy=to_torch(entropy),
+        capabilities=frozenset({"batched"}),
+        description="kl_divergence(Categorical(probs=p), Categorical(probs=q))",
+    )
+
+
+# --- jax, optax, keras -----------------------------------------------------------------
+
+
+@_adapter("jax.rel_entr", "jax")
+def jax_rel_entr() -> Implementation:
+    """jax.scipy.special.rel_entr(p, q), summed over the last axis.
+
+    Conventions: as scipy.special.rel_entr — f(x, y) with P = x, Q = y,
+    probabilities, elementwise x·log(x/y), 0 at x = 0, inf at y = 0 < x, no
+    normalisation, no reduction. jax computes in float32 unless 64-bit mode is
+    on, and on CPU it flushes subnormal numbers to zero. The adapter passes
+    float64 arrays with 64-bit mode on during the call, and sums the last axis.
+    """
+    return wrap(
+        lambda p, q: _jax().scipy.special.rel_entr(p, q).sum(axis=-1),
+        name="jax.rel_entr",
+        array="jax",
+        batched=True,
+        description="jax.scipy.special.rel_entr(p, q).sum(axis=-1), float64",
+    )
+
+
+def _jax():
+    import jax
+    import jax.scipy.special
+
+    return jax
+
+
+@_adapter("optax.kl_divergence", "optax")
+def optax_kl_divergence() -> Implementation:
+    """optax.losses.kl_divergence(log_predictions, targets, axis=-1): P = targets, log Q first.
+
+    Conventions: the arguments are log Q (log_predictions) and P (targets,
+    probabilities), in that order; terms targets·(log targets − log_predictions)
+    with log targets replaced by 0 where targets = 0, so p_i = 0 gives
+    0·(0 − log q_i): nan when q_i = 0 too (0·inf). Sums over ``axis``; no
+    normalisation. The adapter calls it as f(log_q, p) on float64 jax arrays.
+    """
+    import optax
+
+    return wrap(
+        optax.losses.kl_divergence,
+        name="optax.kl_divergence",
+        signature="f(log_q, p)",
+        array="jax",
+        batched=True,
+        description="optax.losses.kl_divergence(log q, p), float64",
+    )
+
+
+@_adapter("optax.kl_divergence_with_log_targets", "optax")
+def optax_kl_divergence_with_log_targets() -> Implementation:
+    """optax.losses.kl_divergence_with_log_targets(log_predictions, log_targets): both log.
+
+    Conventions: log Q then log P; terms exp(log_targets)·(log_targets −
+    log_predictions), so p_i = 0 gives 0·(−inf) = nan. Sums over ``axis``
+    (default −1); no normalisation. The adapter calls it as f(log_q, log_p) on
+    float64 jax arrays.
+    """
+    import optax
+
+    return wrap(
+        optax.losses.kl_divergence_with_log_targets,
+        name="optax.kl_divergence_with_log_targets",
+        signature="f(log_q, log_p)",
+        array="jax",
+        batched=True,
+        description="optax.losses.kl_divergence_with_log_targets(log q, log p), float64",
+    )
+
+
+@_adapter("keras.kl_divergence", "keras", "jax")
+def keras_kl_divergence() -> Implementation:
+    """keras.losses.kl_divergence(y_true, y_pred) (keras 3, jax backend): P = y_true, Q = y_pred.
+
+    Conventions: probabilities, both **clipped to [epsilon, 1]** with epsilon =
+    1e-7 before y_true·log(y_true/y_pred) is summed over the last axis, so a
+    zero in q gives at most p_i·log(p_i/1e-7) ≈ 16.1·p_i instead of inf, and a
+    zero in p contributes 1e-7·log(1e-7/q_i) instead of 0; no normalisation.
+    (The KLDivergence loss class then averages over the batch.) Keras computes
+    in the inputs' dtype; on the jax backend float64 needs jax's 64-bit mode,
+    which the adapter switches on during the call, so that the matrix shows
+    keras's clipping rather than float32 rounding. KERAS_BACKEND is set to jax
+    if unset before keras is first imported.
+    """
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import keras
+
+    return wrap(
+        keras.losses.kl_divergence,
+        name="keras.kl_divergence",
+        signature="f(p, q)",
+        array="jax",
+        batched=True,
+        description=f"keras.losses.kl_divergence(p, q), backend {keras.backend.backend()}",
+    )
+
+
+# --- resolving a target ------------------------------------------------------------------
+
+
+def resolve(target: str | Callable[..., Any], **options: Any) -> Implementation:
+    """The implementation ``target`` stands for.
+
+    ``target`` is a name registered in :mod:`klspec.spec.implementations`
+    (``"reference"``), a built-in adapter (:data:`ADAPTERS`), a
+    ``"package.module:function"`` string (importable from the current directory
+    too), or a function. Functions and module:function targets take the
+    options ``quantity`` ("kl", "entropy" or "cross-entropy"), ``signature``
+    (default "f(p, q)", or "f(p)" for entropy), ``batched`` and ``array``
+    ("numpy", "torch" or "jax"); see :mod:`klspec.spec.signatures`.
+
+    Raises :class:`TargetError` (or :class:`AdapterUnavailable`) for a target
+    that cannot be checked, :class:`~klspec.spec.signatures.SignatureError` for
+    bad options.
+    """
+    unknown = set(options) - set(OPTIONS)
+    if unknown:
+        raise TypeError(f"unknown options {sorted(unknown)}; known: {', '.join(OPTIONS)}")
+    given = {k: v for k, v in options.items() if v not in (None, False)}
+    builtin = isinstance(target, str) and (
+        target in _implementations._TARGETS or target in ADAPTERS
+    )
+    if builtin and given:
+        raise SignatureError(
+            f"{', '.join(sorted(given))} apply to module:function targets; {target} has "
+            "its own conventions (see `klspec adapters`)"
+        )
+    # Defaults are dropped so that reproduction lines show only what differs from them.
+    quantity = given.get("quantity", "kl")
+    for key, default in (("quantity", "kl"), ("array", "numpy")):
+        if given.get(key) == default:
+            del given[key]
+    if quantity in QUANTITIES and given.get("signature") == QUANTITIES[quantity][1]:
+        del given["signature"]
+    if callable(target):
+        name = getattr(target, "__qualname__", "")
+        if not name.isidentifier():  # a local function: its own name, as the caller has it
+            name = getattr(target, "__name__", "")
+        return _wrap_function(target, name if name.isidentifier() else "fn", given, by_name=False)
+    if builtin:
+        if target in _implementations._TARGETS:
+            return _implementations._TARGETS[target]()
+        adapter = ADAPTERS[target]
+        reason = adapter.missing()
+        if reason:
+            raise AdapterUnavailable(target, reason)
+        return adapter.build()
+    if ":" in target:
+        try:
+            fn = import_function(target)
+        except ImportError as exc:
+            raise TargetError(str(exc)) from exc
+        return _wrap_function(fn, target, given, by_name=True)
+    import difflib
+
+    known = [*_implementations._TARGETS, *ADAPTERS]
+    close = difflib.get_close_matches(target, known, n=3)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise TargetError(
+        f"unknown target {target!r}; {hint}give a built-in adapter (`klspec adapters`) or "
+        "package.module:function"
+    )
+
+
+def _wrap_function(
+    fn: Callable[..., Any], name: str, options: dict[str, Any], *, by_name: bool
+) -> Implementation:
+    from klspec.spec.signatures import missing_library
+
+    quantity = options.get("quantity", "kl")
+    if quantity not in QUANTITIES:
+        raise SignatureError(f"unknown quantity {quantity!r}; use one of {', '.join(QUANTITIES)}")
+    array = options.get("array", "numpy")
+    reason = missing_library(array)
+    if reason:
+        raise TargetError(f"--array {array}: {reason}")
+    impl = wrap(
+        fn,
+        name=name,
+        quantity=quantity,
+        signature=options.get("signature"),
+        batched=bool(options.get("batched")),
+        array=array,
+        options=tuple(sorted(options.items())),
+    )
+    return impl if by_name else _replace(impl, by_name=False)
+
+
+def _replace(impl: Implementation, **changes: Any) -> Implementation:
+    import dataclasses
+
+    return dataclasses.replace(impl, **changes)
+
+
+def versions_for(impl: Implementation) -> dict[str, str]:
+    """Versions of the libraries an implementation depends on, as far as klspec can tell."""
+    if impl.name in ADAPTERS:
+        return ADAPTERS[impl.name].versions()
+    libraries = ["numpy"]
+    array = dict(impl.options).get("array")
+    if array and array != "numpy":
+        libraries.append(array)
+    if ":" in impl.name:
+        top = impl.name.split(":")[0].split(".")[0]
+        libraries.append(top)
+    return library_versions(tuple(libraries))

@@ -1,0 +1,326 @@
+r"""How a function under test is called: a signature in a small vocabulary, and array types.
+
+Properties call ``kl(p, q)``, ``entropy(p)`` or ``cross_entropy(p, q)`` on float64
+numpy arrays of probabilities and read the result in nats
+(:mod:`klspec.spec.implementations`). A third-party function is called
+differently: torch's ``kl_div`` takes ``(log Q, P)``, optax's takes log
+probabilities, a model's loss takes logits, and the arrays may have to be torch
+tensors or jax arrays. :func:`wrap` turns such a function into an
+:class:`~klspec.spec.implementations.Implementation`, given
+
+* a **signature** naming what each argument is, in the vocabulary
+  :data:`VOCABULARY`: ``"f(p, q)"`` (the default for kl and cross-entropy),
+  ``"f(log_q, p)"`` (torch's order), ``"f(log_q, log_p)"``, ``"f(p)"`` (the
+  default for entropy); keyword arguments are written ``name=value``, e.g.
+  ``"f(y_true=p, y_pred=q)"``. The function's name in the text is ignored.
+* an **array type** (:data:`ARRAYS`): ``numpy`` (float64 arrays), ``torch``
+  (float64 CPU tensors) or ``jax`` (float64 arrays, computed with jax's 64-bit
+  mode switched on around the call).
+
+What each argument receives, from the float64 probabilities ``p``, ``q``:
+
+``p``, ``q``
+    the probabilities themselves;
+``log_p``, ``log_q``
+    ``log p`` elementwise (``-inf`` where p_i = 0), computed in float64;
+``logits_p``, ``logits_q``
+    also ``log p``: unnormalised log-probabilities that a softmax maps back to
+    P = p/Σp. No constant is added, because any shift rounds, and the rounding
+    of a shifted ``log p_i`` moves P_i by up to 700 ulps for tiny p_i, more than
+    the value tolerances allow.
+
+Every call gets fresh, writable copies of its arguments. If the function
+writes into one of them (a real bug class), the change is copied back into
+the caller's array when that array is writable (through ``exp`` for log-space
+arguments), so that ``inputs.unmodified`` sees it; the read-only arrays the
+other checks pass are never touched. The result is converted back to a float
+(or a numpy array for batched calls): tensors are detached and moved to numpy,
+jax arrays converted with ``numpy.asarray``; anything else is returned as is and
+judged by the checks (a string, ``None`` or a wrong shape fails them cleanly).
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import importlib
+import importlib.util
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from klspec.spec.implementations import Implementation
+
+#: The names a signature may use, and what each argument receives.
+VOCABULARY: dict[str, str] = {
+    "p": "the probabilities p (float64)",
+    "q": "the probabilities q (float64)",
+    "log_p": "log p elementwise (-inf where p_i = 0)",
+    "log_q": "log q elementwise (-inf where q_i = 0)",
+    "logits_p": "logits of P: log p (softmax maps them back to p/Σp)",
+    "logits_q": "logits of Q: log q (softmax maps them back to q/Σq)",
+}
+
+#: Array types a function may receive: name -> (importable module, description).
+ARRAYS: dict[str, tuple[str, str]] = {
+    "numpy": ("numpy", "float64 numpy arrays"),
+    "torch": ("torch", "float64 CPU torch tensors"),
+    "jax": ("jax", "float64 jax arrays (64-bit mode on during the call)"),
+}
+
+#: What each quantity is called with (the keyword of Implementation) and its default signature.
+QUANTITIES: dict[str, tuple[str, str]] = {
+    "kl": ("kl", "f(p, q)"),
+    "entropy": ("entropy", "f(p)"),
+    "cross-entropy": ("cross_entropy", "f(p, q)"),
+}
+
+
+class SignatureError(ValueError):
+    """A signature, quantity or array type that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A parsed signature: which distribution form goes to each argument."""
+
+    text: str
+    positional: tuple[str, ...]
+    keywords: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def forms(self) -> tuple[str, ...]:
+        """Every vocabulary name used, positional first."""
+        return (*self.positional, *(v for _, v in self.keywords))
+
+    def arguments(self, p: np.ndarray, q: np.ndarray | None) -> tuple[list, dict]:
+        """The positional and keyword arguments, as float64 numpy arrays."""
+        made = {form: _form(form, p, q) for form in self.forms}
+        return [made[f] for f in self.positional], {k: made[v] for k, v in self.keywords}
+
+
+def parse_signature(text: str, quantity: str = "kl") -> Signature:
+    """Parse ``"f(log_q, p)"`` for ``quantity``; :class:`SignatureError` says what is wrong."""
+    if quantity not in QUANTITIES:
+        raise SignatureError(f"unknown quantity {quantity!r}; use one of {', '.join(QUANTITIES)}")
+    try:
+        call = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        call = None
+    if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name):
+        raise SignatureError(
+            f"signature {text!r} must read like a call, e.g. 'f(p, q)' or 'f(log_q, p)'"
+        )
+    positional, keywords = [], []
+    for node in call.args:
+        positional.append(_vocabulary_name(node, text))
+    for kw in call.keywords:
+        if kw.arg is None:
+            raise SignatureError(f"signature {text!r}: ** arguments are not supported")
+        keywords.append((kw.arg, _vocabulary_name(kw.value, text)))
+    sig = Signature(text.strip(), tuple(positional), tuple(keywords))
+    forms = sig.forms
+    if len(set(forms)) != len(forms):
+        raise SignatureError(f"signature {text!r} names an argument twice")
+    of_p = [f for f in forms if f.endswith("p")]
+    of_q = [f for f in forms if f.endswith("q")]
+    wants_q = quantity != "entropy"
+    if len(of_p) != 1 or len(of_q) != int(wants_q):
+        need = "one of p, log_p, logits_p" + (" and one of q, log_q, logits_q" if wants_q else "")
+        raise SignatureError(f"signature {text!r} for {quantity} must take {need}")
+    return sig
+
+
+def _vocabulary_name(node: ast.expr, text: str) -> str:
+    if isinstance(node, ast.Name) and node.id in VOCABULARY:
+        return node.id
+    shown = ast.unparse(node)
+    raise SignatureError(
+        f"signature {text!r}: unknown argument {shown!r}; use {', '.join(VOCABULARY)}"
+    )
+
+
+def _form(form: str, p: np.ndarray, q: np.ndarray | None) -> np.ndarray:
+    x = np.array(p if form.endswith("p") else q, dtype=np.float64)
+    if form.startswith(("log_", "logits_")):
+        with np.errstate(divide="ignore"):
+            x = np.log(x)
+    return x
+
+
+def _inverse(form: str, x: np.ndarray) -> np.ndarray:
+    """The probabilities an argument of this form stands for (exp of log-space forms)."""
+    with np.errstate(all="ignore"):
+        return np.exp(x) if form.startswith(("log_", "logits_")) else x
+
+
+# --- array types ------------------------------------------------------------------
+
+
+def missing_library(array: str) -> str | None:
+    """Why ``array`` cannot be used here (its library is not installed), or None."""
+    if array not in ARRAYS:
+        raise SignatureError(f"unknown array type {array!r}; use one of {', '.join(ARRAYS)}")
+    module = ARRAYS[array][0]
+    if importlib.util.find_spec(module) is None:
+        return f"{module} is not installed (pip install {module})"
+    return None
+
+
+def _to_array(array: str, x: np.ndarray) -> Any:
+    if array == "torch":
+        import torch
+
+        return torch.from_numpy(x)  # x is a fresh writable copy: writes show in it
+    if array == "jax":
+        import jax.numpy as jnp
+
+        return jnp.asarray(x)
+    return x
+
+
+def _as_numpy(x: Any) -> np.ndarray | None:
+    """The contents of an argument after the call, to detect writes (None for immutable arrays)."""
+    if isinstance(x, np.ndarray):
+        return x
+    if type(x).__module__.startswith("torch"):
+        return x.detach().numpy()
+    return None
+
+
+def from_result(value: Any) -> Any:
+    """A library's result as numpy: tensors detached and moved to the CPU, jax arrays converted.
+
+    Anything else is returned unchanged, for the checks to judge.
+    """
+    module = type(value).__module__
+    if module.startswith("torch"):
+        try:
+            return value.detach().cpu().numpy()
+        except AttributeError:
+            return value
+    if module.startswith(("jax", "jaxlib")):
+        return np.asarray(value)
+    return value
+
+
+@contextlib.contextmanager
+def float64_mode(array: str) -> Iterator[None]:
+    """jax's 64-bit mode around a call (without it jax silently computes in float32)."""
+    if array != "jax":
+        yield
+        return
+    import jax
+
+    enable = getattr(jax, "enable_x64", None)
+    if enable is None:  # older jax: the experimental context manager
+        from jax.experimental import enable_x64 as enable
+    with enable(True):
+        yield
+
+
+# --- wrapping a function -------------------------------------------------------------
+
+
+def call_with(
+    fn: Callable[..., Any], signature: Signature, array: str, p: np.ndarray, q: np.ndarray | None
+) -> Any:
+    """Call ``fn`` as ``signature`` says, on ``array``-typed copies of p (and q).
+
+    Writes into its arguments are copied back into writable ``p``/``q`` (see
+    the module docs); the result is converted by :func:`from_result`.
+    """
+    args, kwargs = signature.arguments(p, q)
+    forms = signature.forms
+    snapshots = [a.copy() for a in (*args, *kwargs.values())]
+    with float64_mode(array):
+        handed = [_to_array(array, a) for a in args]
+        handed_kw = {k: _to_array(array, a) for k, a in kwargs.items()}
+        result = from_result(fn(*handed, **handed_kw))
+    for form, before, after in zip(forms, snapshots, [*handed, *handed_kw.values()], strict=True):
+        after = _as_numpy(after)
+        if after is None or after.shape != before.shape:
+            continue
+        source = p if form.endswith("p") else q
+        changed = before.view(np.uint64) != np.ascontiguousarray(after).view(np.uint64)
+        if changed.any() and source.flags.writeable:
+            source[changed] = _inverse(form, after)[changed]
+    return result
+
+
+def wrap(
+    fn: Callable[..., Any],
+    *,
+    name: str,
+    quantity: str = "kl",
+    signature: str | None = None,
+    batched: bool = False,
+    array: str = "numpy",
+    description: str = "",
+    options: tuple[tuple[str, Any], ...] = (),
+) -> Implementation:
+    """An :class:`Implementation` of ``quantity`` that calls ``fn`` as ``signature`` says.
+
+    ``batched`` declares that ``fn`` takes arrays of shape (..., n) and reduces
+    the last axis (else only 1-D inputs are passed). ``options`` are recorded
+    for reproduction lines (how :func:`klspec.spec.replay` rebuilds it).
+    """
+    if quantity not in QUANTITIES:
+        raise SignatureError(f"unknown quantity {quantity!r}; use one of {', '.join(QUANTITIES)}")
+    sig = parse_signature(signature or QUANTITIES[quantity][1], quantity)
+    if array not in ARRAYS:
+        raise SignatureError(f"unknown array type {array!r}; use one of {', '.join(ARRAYS)}")
+    field = QUANTITIES[quantity][0]
+
+    if field == "entropy":
+
+        def call(p, **_):
+            return call_with(fn, sig, array, p, None)
+
+    else:
+
+        def call(p, q, **_):
+            return call_with(fn, sig, array, p, q)
+
+    call.__name__ = getattr(fn, "__name__", "function")
+    call.__doc__ = f"{name} called as {sig.text} on {ARRAYS[array][1]}"
+    return Implementation(
+        name=name,
+        capabilities=frozenset({"batched"} if batched else ()),
+        description=description or call.__doc__,
+        options=options,
+        **{field: call},
+    )
+
+
+# --- module:function targets --------------------------------------------------------
+
+
+def import_function(target: str) -> Callable[..., Any]:
+    """The function ``package.module:function`` (dotted attributes allowed after the colon).
+
+    The current directory is searched too, so ``mymod:kl`` finds ./mymod.py.
+    Raises :class:`ImportError` naming the target and what went wrong.
+    """
+    import os
+    import sys
+
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise ImportError(f"target {target!r} must read package.module:function")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ImportError(f"cannot import {module_name!r} for target {target!r}: {exc}") from exc
+    for part in attribute.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ImportError(f"{module_name!r} has no attribute {attribute!r}") from None
+    if not callable(obj):
+        raise ImportError(f"{target!r} is {type(obj).__name__}, not a function")
+    return obj
