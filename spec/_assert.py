@@ -93,6 +93,14 @@ def observe(
     return float(value) if shape == () else value
 
 
+class NoResult(Exception):
+    """A call that produced no result for a reason other than an exception of its own.
+
+    Raised by the guards around an implementation (:mod:`klspec.spec.isolation`):
+    the message completes ``kl(p, q) ...``, e.g. ``did not return within 2 s``.
+    """
+
+
 def invoke(call: str, fn: Callable[..., Any], *args: Any, **options: Any) -> Any:
     """``fn(*args, **options)``; an exception it raises fails the check, naming ``call``.
 
@@ -103,6 +111,8 @@ def invoke(call: str, fn: Callable[..., Any], *args: Any, **options: Any) -> Any
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return fn(*args, **options)
+    except NoResult as exc:
+        raise AssertionError(f"{call} {exc}, but should return a value") from None
     except Exception as exc:
         raise AssertionError(f"{call} raised {_exception(exc)}, but should return a value") from exc
 

@@ -39,6 +39,10 @@ def near_equal_pairs() -> st.SearchStrategy:
     return strategies.near_equal_pairs()
 
 
+def small_near_equal_pairs() -> st.SearchStrategy:
+    return strategies.near_equal_pairs(max_size=SMALL)
+
+
 def batched_pairs() -> st.SearchStrategy:
     return strategies.batched_pairs()
 

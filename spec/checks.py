@@ -33,7 +33,7 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from klspec.spec import _expected, _inputs, strategies
+from klspec.spec import _expected, _inputs, oracle, strategies
 from klspec.spec._assert import (
     call_text,
     invoke,
@@ -318,6 +318,31 @@ def kl_nonnegative(impl: Implementation, case: Any) -> None:
     """kl(p, q) >= 0 exactly: no tolerance, a negative value is wrong however small."""
     got = observe(impl, "kl", case.p, case.q)
     require(got >= 0, "kl(p, q)", got, ">= 0")
+
+
+#: kl.accuracy: the bound on the relative error, and the subnormal grid's unit.
+ACCURACY = 1e-15
+_SUBNORMAL_UNIT = 2.0**-1074
+
+
+@_check(
+    "kl.accuracy",
+    needs={"kl"},
+    on={"pairs": _inputs.small_pairs, "near_equal_pairs": _inputs.small_near_equal_pairs},
+)
+def kl_accuracy(impl: Implementation, case: Any) -> None:
+    """kl(p, q) is within a relative 1e-15 of the exact value (mpmath), however small."""
+    got = observe(impl, "kl", case.p, case.q)
+    exact = oracle.kl_exact(case.p, case.q)
+    error = oracle.relative_error(got, exact)
+    if 0 < abs(exact) < TINY and math.isfinite(error):  # below the normal range: one more unit
+        error = max(0.0, float(abs(mpmath.mpf(got) - exact) - _SUBNORMAL_UNIT) / float(abs(exact)))
+    require(
+        error <= ACCURACY,
+        "kl(p, q)",
+        got,
+        f"{mpmath.nstr(exact, 17)} within a relative {ACCURACY:g} (relative error {error:.2g})",
+    )
 
 
 @_check("kl.zero_iff_equal", needs={"kl"}, on={"p == q": _inputs.distributions})

@@ -14,14 +14,15 @@ objects (nothing is registered globally).
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import hypothesis
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, Phase, given
 from hypothesis.errors import UnsatisfiedAssumption
 
 from klspec.spec import strategies
@@ -37,6 +38,9 @@ _COMMON = hypothesis.settings(
     # Health checks judge the strategies, not the implementation under test; timing
     # ones would make a conformance report depend on the machine.
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    # The explain phase reruns a shrunk failure to annotate it; reports do not use
+    # that, and it can cost more than the search.
+    phases=[p for p in Phase if p.name != "explain"],
 )
 
 #: Named settings for :func:`run` (``klspec check --profile``).
@@ -46,6 +50,16 @@ PROFILES: dict[str, hypothesis.settings] = {
     "thorough": hypothesis.settings(_COMMON, max_examples=2000),
 }
 
+#: How many inputs a profile tries while shrinking a failure (None: until hypothesis stops).
+#: Shrinking the composite cases of the strategies costs ~10-30 ms per input, and a
+#: failure can take hundreds; a count, unlike a time limit, keeps reports repeatable.
+SHRINK_LIMITS: dict[str, int | None] = {"fast": 100, "default": 300, "thorough": None}
+
+
+class _ShrinkLimit(BaseException):
+    """Ends shrinking (hypothesis re-raises BaseExceptions at once)."""
+
+
 Status = Literal["pass", "fail", "error", "skip"]
 
 
@@ -54,9 +68,10 @@ class CheckResult:
     """The outcome of one check against one implementation.
 
     ``status`` is ``"pass"``, ``"fail"`` (a violation: ``message``,
-    ``counterexample``, ``reproduce``), ``"error"`` (the check itself could not
-    run, e.g. its gate rejected every input) or ``"skip"`` (``reason``).
-    ``examples`` counts inputs that passed before any failure.
+    ``counterexample``, ``reproduce``, and the input itself as ``case``),
+    ``"error"`` (the check itself could not run, e.g. its gate rejected every
+    input) or ``"skip"`` (``reason``). ``examples`` counts inputs that passed
+    before any failure.
     """
 
     check: Check
@@ -67,14 +82,25 @@ class CheckResult:
     counterexample: str = ""
     reproduce: str = ""
     reason: str = ""
+    case: Any = None
+
+
+#: How a clause's result counts: "advisory" is an advisory clause not met, "xfail" a
+#: failure listed as expected; neither decides the exit status.
+Verdict = Literal["pass", "fail", "skip", "xfail", "advisory"]
 
 
 @dataclass(frozen=True)
 class ClauseResult:
-    """The results of a clause's checks. It fails if any check fails or errs."""
+    """The results of a clause's checks. It fails if any check fails or errs.
+
+    ``expected`` maps clause ids and check names listed as expected failures
+    (an xfail list) to the reason given.
+    """
 
     clause: Clause
     results: tuple[CheckResult, ...]
+    expected: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def status(self) -> Literal["pass", "fail", "skip"]:
@@ -96,6 +122,27 @@ class ClauseResult:
         """How many of its checks ran (were not skipped)."""
         return sum(r.status != "skip" for r in self.results)
 
+    @property
+    def failures(self) -> tuple[CheckResult, ...]:
+        return tuple(r for r in self.results if r.status in ("fail", "error"))
+
+    @property
+    def expected_reason(self) -> str | None:
+        """Why this clause's failures are expected (an xfail line), or None if they are not."""
+        if self.clause.id in self.expected:
+            return self.expected[self.clause.id]
+        reasons = [self.expected.get(r.check.name) for r in self.failures]
+        return "; ".join(dict.fromkeys(reasons)) if reasons and all(reasons) else None
+
+    @property
+    def verdict(self) -> Verdict:
+        """How the clause counts: its status, with listed failures and advisory clauses apart."""
+        if self.status != "fail":
+            return self.status
+        if self.expected_reason is not None:
+            return "xfail"
+        return "advisory" if self.clause.level == "advisory" else "fail"
+
 
 @dataclass(frozen=True)
 class Report:
@@ -106,25 +153,44 @@ class Report:
     seed: int | None
     clauses: tuple[ClauseResult, ...]
     seconds: float = 0.0
+    max_examples: int | None = None
+    timeout: float | None = None
 
     @property
     def counts(self) -> dict[str, int]:
-        """How many clauses passed, failed and were skipped."""
-        counts = {"pass": 0, "fail": 0, "skip": 0}
+        """How many clauses have each verdict (pass, fail, skip, xfail, advisory)."""
+        counts = {"pass": 0, "fail": 0, "skip": 0, "xfail": 0, "advisory": 0}
         for c in self.clauses:
-            counts[c.status] += 1
+            counts[c.verdict] += 1
         return counts
 
     @property
     def ok(self) -> bool:
+        """Whether every required clause passes (expected failures allowed)."""
         return self.counts["fail"] == 0
 
     @property
     def summary(self) -> str:
-        """``N passed, M failed`` (``, K skipped`` when any were)."""
+        """``N passed, M failed`` (``, K skipped`` when any were).
+
+        "failed" counts the clauses that decide the outcome: required ones, not
+        listed as expected failures. Advisory clauses not met and expected
+        failures are in :attr:`aside`.
+        """
         counts = self.counts
         text = f"{counts['pass']} passed, {counts['fail']} failed"
         return text + (f", {counts['skip']} skipped" if counts["skip"] else "")
+
+    @property
+    def aside(self) -> str:
+        """The clauses not counted as passed or failed, in words (empty if none)."""
+        parts = []
+        for verdict, what in (("advisory", "advisory clause"), ("xfail", "expected failure")):
+            ids = [c.clause.id for c in self.clauses if c.verdict == verdict]
+            if ids:
+                plural = "s" * (len(ids) != 1)
+                parts.append(f"{len(ids)} {what}{plural} not counted ({', '.join(ids)})")
+        return "; ".join(parts)
 
 
 @dataclass
@@ -132,6 +198,8 @@ class _Trace:
     last: Any = None
     examples: int = 0
     failed: bool = False
+    shrinks: int = 0  #: inputs tried since the first failure
+    failure: tuple[Any, AssertionError] | None = None  #: the smallest failure so far
 
 
 def run_check(
@@ -140,12 +208,14 @@ def run_check(
     *,
     settings: hypothesis.settings | None = None,
     seed: int | None = None,
+    shrink_limit: int | None = None,
 ) -> CheckResult:
     """Run one check against ``impl`` and return its result (never raises for a violation).
 
     ``settings`` default to the "default" profile; ``database``, ``deadline``
     and ``report_multiple_bugs`` are always overridden (None, None, False).
-    ``seed`` makes a non-derandomized run repeatable.
+    ``seed`` makes a non-derandomized run repeatable. ``shrink_limit`` stops
+    shrinking after that many inputs and reports the smallest failure so far.
     """
     missing = impl.missing(check.needs)
     if missing:
@@ -155,20 +225,29 @@ def run_check(
     strategy = check.search_strategy()
 
     def test(case: Any) -> None:
+        if trace.failed:
+            trace.shrinks += 1
+            if shrink_limit is not None and trace.shrinks > shrink_limit:
+                raise _ShrinkLimit
         trace.last = case
         try:
             check.prop(impl, case)
-        except AssertionError:
+        except AssertionError as exc:
             trace.failed = True
+            trace.failure = (case, exc)
             raise
         if not trace.failed:
             trace.examples += 1
 
     try:
-        if strategy is None:
-            test(None)
-        else:
-            _hypothesis_test(test, strategy, settings or PROFILES["default"], seed)()
+        try:
+            if strategy is None:
+                test(None)
+            else:
+                _hypothesis_test(test, strategy, settings or PROFILES["default"], seed)()
+        except _ShrinkLimit:
+            trace.last, failure = trace.failure
+            raise failure from None
     except AssertionError as exc:
         return CheckResult(
             check,
@@ -177,7 +256,8 @@ def run_check(
             seconds=time.perf_counter() - start,
             message=str(exc.args[0]) if exc.args else "violated",
             counterexample="" if trace.last is None else repr(trace.last),
-            reproduce=reproduction(check.name, impl.name, trace.last),
+            reproduce=reproduction(check.name, impl, trace.last),
+            case=trace.last,
         )
     except Exception as exc:
         return CheckResult(
@@ -203,31 +283,60 @@ def _hypothesis_test(
     return hypothesis.seed(seed)(wrapped) if seed is not None else wrapped
 
 
-def reproduction(check_name: str, target: str, case: Any) -> str:
-    """A shell line that reruns one check on one input with :func:`replay`."""
+def reproduction(check_name: str, target: str | Implementation, case: Any) -> str:
+    """A line that reruns one check on one input with :func:`replay`.
+
+    A shell line (``python -c "..."``) for an implementation known by a target
+    name, with the options that rebuild it (``signature='f(log_q, p)'``); a
+    Python statement passing the function itself for one that is not (a
+    function handed to :func:`klspec.spec.check`).
+    """
+    impl = target if isinstance(target, Implementation) else None
     imports = "import numpy as np; from klspec.spec import replay"
-    args = [repr(check_name), repr(target)]
+    name = impl.name if impl is not None else target
+    by_name = impl is None or impl.by_name
+    args = [repr(check_name), repr(name) if by_name else name]
+    if impl is not None:
+        args += [f"{k}={v!r}" for k, v in impl.options]
     if case is not None:
         text = repr(case)
         if text.startswith("build_case("):
             imports += "; from klspec.spec.strategies import build_case"
             args.append(f"case={text}")
         else:
-            args += [f"{name}={literal(value)}" for name, value in case.arrays.items()]
+            args += [f"{key}={literal(value)}" for key, value in case.arrays.items()]
+    if not by_name:
+        return f"{imports}; replay({', '.join(args)})"
     return f'python -c "{imports}; replay({", ".join(args)})"'
 
 
 def replay(
-    check_name: str, target: str | Implementation = "reference", *, case: Any = None, **arrays: Any
+    check_name: str,
+    target: str | Implementation | Callable[..., Any] = "reference",
+    *,
+    case: Any = None,
+    quantity: str | None = None,
+    signature: str | None = None,
+    batched: bool = False,
+    array: str | None = None,
+    **arrays: Any,
 ) -> None:
     """Rerun one check on one input: raise its ``AssertionError`` if it fails.
 
-    Give the input as arrays (``p=np.array([...]), q=...``) or as a ``case``
-    (``build_case(...)``); checks with a fixed input take neither. Prints a line
-    when the check passes.
+    ``target`` is anything :func:`klspec.spec.adapters.resolve` takes (a
+    target name, ``"module:function"`` or a function, with ``quantity``,
+    ``signature``, ``batched`` and ``array`` saying how to call it) or an
+    :class:`Implementation`. Give the input as arrays (``p=np.array([...]),
+    q=...``) or as a ``case`` (``build_case(...)``); checks with a fixed input
+    take neither. Prints a line when the check passes.
     """
     check = check_named(check_name)
-    impl = target if isinstance(target, Implementation) else implementation(target)
+    if isinstance(target, Implementation):
+        impl = target
+    else:
+        from klspec.spec.adapters import resolve
+
+        impl = resolve(target, quantity=quantity, signature=signature, batched=batched, array=array)
     missing = impl.missing(check.needs)
     if missing:
         raise LookupError(
@@ -253,29 +362,60 @@ def run(
     profile: str | hypothesis.settings = "default",
     seed: int | None = None,
     on_result: Callable[[ClauseResult], None] | None = None,
+    max_examples: int | None = None,
+    timeout: float | None = None,
+    isolate: bool = False,
+    expected: Mapping[str, str] | None = None,
 ) -> Report:
     """Run the checks of ``clauses`` (default: all, in catalog order) against ``impl``.
 
-    ``profile`` is a name in :data:`PROFILES` or a ``hypothesis.settings``. A
-    profile that is not derandomized runs with ``seed``, or with a fresh one
-    that the report records. ``on_result`` is called with each clause's result
-    as soon as it completes.
+    ``profile`` is a name in :data:`PROFILES` or a ``hypothesis.settings``;
+    ``max_examples`` overrides its number of examples per check. A profile
+    that is not derandomized runs with ``seed``, or with a fresh one that the
+    report records. ``on_result`` is called with each clause's result as soon
+    as it completes. ``timeout`` limits each call of the implementation
+    (seconds), and ``isolate`` runs the checks in a forked worker so that a
+    crash fails a check instead of the run (:mod:`klspec.spec.isolation`).
+    ``expected`` maps clause ids or check names to the reason they are
+    expected to fail (an xfail list).
     """
+    from klspec.spec.isolation import run_checks
+
     impl = implementation(impl) if isinstance(impl, str) else impl
     wanted = [clause(i) for i in clauses] if clauses is not None else list(CATALOG)
     order = {c.id: i for i, c in enumerate(CATALOG)}
     wanted = sorted(dict.fromkeys(wanted), key=lambda c: order[c.id])
     settings = PROFILES[profile] if isinstance(profile, str) else profile
+    if max_examples is not None:
+        settings = hypothesis.settings(settings, max_examples=max_examples)
     profile_name = profile if isinstance(profile, str) else "custom"
     if seed is None and not settings.derandomize:
         seed = random.SystemRandom().randrange(2**32)
     start = time.perf_counter()
+    expected = dict(expected or {})
+    checks = [k for c in wanted for k in checks_for(c.id)]
+    outcomes = run_checks(
+        impl,
+        checks,
+        settings=settings,
+        seed=seed,
+        timeout=timeout,
+        isolate=isolate,
+        shrink_limit=SHRINK_LIMITS.get(profile_name),
+    )
     results = []
-    for c in wanted:
-        result = ClauseResult(
-            c, tuple(run_check(k, impl, settings=settings, seed=seed) for k in checks_for(c.id))
-        )
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
-    return Report(impl.name, profile_name, seed, tuple(results), time.perf_counter() - start)
+    with contextlib.closing(outcomes):  # stops a worker process if on_result raises
+        for c in wanted:
+            result = ClauseResult(c, tuple(next(outcomes) for _ in checks_for(c.id)), expected)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    return Report(
+        impl.name,
+        profile_name,
+        seed,
+        tuple(results),
+        time.perf_counter() - start,
+        max_examples=settings.max_examples,
+        timeout=timeout,
+    )

@@ -1,0 +1,268 @@
+"""Checking any implementation against the spec: the Python API, and how reports read.
+
+:func:`check` is the entry point for a user's own test suite::
+
+    from klspec.spec import check
+    check(my_kl)                                   # f(p, q) -> KL(P‖Q) in nats
+    check(my_loss, signature="f(log_q, p)", array="torch", batched=True)
+
+It runs every clause (in a forked worker, with a per-call timeout: see
+:mod:`klspec.spec.isolation`), returns the
+:class:`~klspec.spec.runner.Report` when every required clause passes, and
+raises an ``AssertionError`` carrying it (``exc.report``) otherwise, with the
+failures written out as ``klspec check`` writes them. ``klspec check``, the
+pytest plugin and ``klspec matrix`` share the text and JSON forms defined here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from klspec.spec.isolation import DEFAULT_TIMEOUT
+from klspec.spec.runner import ClauseResult, Report, run
+
+STATUS = {"pass": "PASS", "fail": "FAIL", "skip": "SKIP", "advisory": "WARN", "xfail": "XFAIL"}
+
+
+class ConformanceError(AssertionError):
+    """An implementation fails a required clause; ``report`` is the whole :class:`Report`."""
+
+    def __init__(self, message: str, report: Report) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def check(
+    target: Callable[..., Any] | str,
+    quantity: str = "kl",
+    signature: str | None = None,
+    *,
+    batched: bool = False,
+    array: str = "numpy",
+    clauses: Iterable[str] | None = None,
+    profile: str = "default",
+    max_examples: int | None = None,
+    seed: int | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    xfails: Mapping[str, str] | None = None,
+    isolate: bool = True,
+) -> Report:
+    """Check a function (or a target name) against the spec; raise if a required clause fails.
+
+    ``quantity`` is "kl", "entropy" or "cross-entropy"; ``signature`` says how
+    the function is called, in the vocabulary ``p, q, log_p, log_q, logits_p,
+    logits_q`` (default ``"f(p, q)"``, or ``"f(p)"`` for entropy);
+    ``batched`` that it reduces the last axis of (..., n) arrays; ``array``
+    what it receives ("numpy", "torch" or "jax", float64). ``clauses``
+    restricts the run to those clause ids; ``profile``, ``max_examples`` and
+    ``seed`` set the search; ``timeout`` limits each call (seconds);
+    ``xfails`` maps clause ids or check names to the reason they are expected
+    to fail; ``isolate`` runs the checks in a forked worker.
+
+    Returns the report; raises :class:`ConformanceError` (an AssertionError
+    whose ``report`` attribute is the report) when a required clause fails.
+    """
+    from klspec.spec.adapters import resolve
+
+    options = {"quantity": quantity, "signature": signature, "batched": batched, "array": array}
+    if isinstance(target, str) and (":" not in target):
+        options = {}  # a built-in target keeps its own conventions
+    impl = resolve(target, **{k: v for k, v in options.items() if v not in (None, False)})
+    report = run(
+        impl,
+        clauses,
+        profile=profile,
+        seed=seed,
+        max_examples=max_examples,
+        timeout=timeout,
+        isolate=isolate,
+        expected=xfails,
+    )
+    if not report.ok:
+        raise ConformanceError(describe(report), report)
+    return report
+
+
+# --- how a report reads ------------------------------------------------------------------
+
+
+def clause_line(result: ClauseResult, width: int) -> str:
+    """``PASS   kl.nonnegative   (2 checks, 200 examples)   0.3s``: one clause, as it completes."""
+    n = len(result.results)
+    if result.status == "skip":
+        detail = f"({result.results[0].reason})"
+    else:
+        level = "advisory, " if result.clause.level == "advisory" else ""
+        detail = f"({level}{n} check{'s' * (n != 1)}, {result.examples} examples)"
+    status = STATUS[result.verdict]
+    return f"{status:<5}  {result.clause.id:<{width}}  {detail:<30}  {result.seconds:.1f}s"
+
+
+def failure_text(result: ClauseResult) -> str:
+    """A failing clause: id, level, statement, then each failing check with its details."""
+    verdict = result.verdict
+    why = {
+        "fail": "required",
+        "advisory": "advisory: reported, does not fail the run",
+        "xfail": f"expected to fail: {result.expected_reason}",
+    }[verdict]
+    lines = [f"{STATUS[verdict]} {result.clause.id} ({why}): {result.clause.statement}"]
+    for r in result.failures:
+        lines.append(f"  {r.check.name}: {r.message}")
+        if r.counterexample:
+            lines.append(f"    counterexample: {r.counterexample}")
+        if r.reproduce:
+            lines.append(f"    reproduce: {r.reproduce}")
+    return "\n".join(lines) + "\n"
+
+
+def describe(report: Report) -> str:
+    """The failures of a report, then its summary, as ``klspec check`` ends its output."""
+    parts = [failure_text(c) for c in report.clauses if c.failures]
+    seed = f", seed {report.seed}" if report.seed is not None else ""
+    tail = [f"checked {report.target} (profile {report.profile}{seed}) in {report.seconds:.1f}s"]
+    if report.aside:
+        tail.append(report.aside)
+    tail.append(report.summary)
+    return "\n".join(parts) + ("\n" if parts else "") + "\n".join(tail) + "\n"
+
+
+# --- expected failures -------------------------------------------------------------------
+
+
+class XfailError(ValueError):
+    """An xfail file that cannot be used (a line without a reason); the message says where."""
+
+
+@dataclass(frozen=True)
+class Xfails:
+    """Expected failures read from a file: ``{id: reason}`` and warnings about unknown ids."""
+
+    expected: dict[str, str]
+    warnings: tuple[str, ...]
+
+
+def read_xfails(path: Path) -> Xfails:
+    """Read an xfail file: lines ``clause-id  # reason`` (or a check name instead of a clause id).
+
+    Blank lines and lines starting with ``#`` are ignored. A line without a
+    reason is an :class:`XfailError`; an id that is neither a clause nor a check
+    is kept (one file can serve several versions of klspec) and warned about.
+    """
+    from klspec.spec.checks import CHECKS
+    from klspec.spec.clauses import CATALOG
+
+    known = {c.id for c in CATALOG} | {k.name for k in CHECKS}
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise XfailError(f"cannot read {path}: {exc.strerror}") from None
+    expected, warnings = {}, []
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        name, _, reason = text.partition("#")
+        name, reason = name.strip(), reason.strip()
+        if not reason:
+            raise XfailError(
+                f"{path}:{number}: {name!r} has no reason; write it as '{name}  # why it fails'"
+            )
+        if name not in known:
+            warnings.append(f"{path}:{number}: {name!r} is no clause id or check name")
+        expected[name] = reason
+    return Xfails(expected, tuple(warnings))
+
+
+def unmatched(expected: Mapping[str, str], report: Report) -> list[str]:
+    """The expected failures that did not fail in this run (passed, skipped or not run)."""
+    matched = set()
+    for c in report.clauses:
+        if c.verdict == "xfail":
+            matched.add(c.clause.id)
+            matched.update(r.check.name for r in c.failures)
+    return [name for name in expected if name not in matched]
+
+
+# --- as data ----------------------------------------------------------------------------------
+
+
+def report_data(report: Report, impl: Any) -> dict[str, Any]:
+    """The report as JSON-ready data: the target, how it was called and searched, per clause."""
+    from klspec import __version__
+    from klspec.spec.adapters import versions_for
+    from klspec.spec.implementations import QUANTITIES as PROVIDED
+    from klspec.spec.signatures import QUANTITIES
+
+    options = dict(impl.options)
+    called = bool(options) or ":" in report.target  # a function called as its signature says
+    quantity = options.get("quantity", "kl")
+    return {
+        "klspec": __version__,
+        "target": report.target,
+        "description": impl.description,
+        "quantity": quantity if called else None,
+        "signature": (options.get("signature") or QUANTITIES[quantity][1]) if called else None,
+        "quantities": [q for q in PROVIDED if getattr(impl, q) is not None],
+        "batched": "batched" in impl.capabilities,
+        "array": options.get("array", "numpy"),
+        "libraries": versions_for(impl),
+        "profile": report.profile,
+        "seed": report.seed,
+        "max_examples": report.max_examples,
+        "timeout": report.timeout,
+        "seconds": round(report.seconds, 3),
+        "ok": report.ok,
+        "counts": report.counts,
+        "summary": report.summary,
+        "clauses": [_clause_data(c) for c in report.clauses],
+    }
+
+
+def _clause_data(c: ClauseResult) -> dict[str, Any]:
+    first = c.failures[0] if c.failures else None
+    return {
+        "id": c.clause.id,
+        "level": c.clause.level,
+        "status": c.verdict,
+        "examples": c.examples,
+        "seconds": round(c.seconds, 3),
+        "message": first.message if first else "",
+        "counterexample": case_lists(first.case) if first else None,
+        "reproduction": first.reproduce if first else "",
+        "expected_reason": c.expected_reason,
+        "checks": [
+            {
+                "name": r.check.name,
+                "status": r.status,
+                "examples": r.examples,
+                "message": r.message,
+                "counterexample": case_lists(r.case),
+                "reproduction": r.reproduce,
+                "reason": r.reason,
+            }
+            for r in c.results
+        ],
+    }
+
+
+def case_lists(case: Any) -> dict[str, Any] | None:
+    """A counterexample's arrays as (nested) lists of floats, by name; None without one.
+
+    Inputs are finite, so the lists are plain JSON; a non-finite entry would be
+    written as a string ("inf", "nan").
+    """
+    arrays = getattr(case, "arrays", None)
+    if not arrays:
+        return None
+    return {name: _finite(a.tolist()) for name, a in arrays.items()}
+
+
+def _finite(x: Any) -> Any:
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x if math.isfinite(x) else str(x)

@@ -1,0 +1,410 @@
+"""Running checks so that nothing the implementation under test does can stop the report.
+
+:func:`run_checks` runs checks one after another and yields each
+:class:`~klspec.spec.runner.CheckResult` as it completes. Exceptions, wrong
+types and shapes, NaN and writes into the inputs are turned into violations
+by the checks themselves (``_assert.observe`` and ``inputs.unmodified``).
+What they cannot handle is handled here:
+
+* **A hang.** Every call of the implementation gets ``timeout`` seconds
+  (``SIGALRM``, in the main thread); a call that runs out fails the check with
+  ``kl(p, q) did not return within 2 s``, on that input. The check then stops
+  (no shrinking: every shrink step could hang as long again).
+* **A crash.** With ``isolate=True`` (the default where ``fork`` exists)
+  the checks run in a forked worker process that streams results back. If the
+  worker dies — ``os._exit``, a segfault, the out-of-memory killer — or a call
+  ignores the timeout signal (a loop in C holding the GIL) and the worker is
+  killed after a grace period, the check it was running fails with what
+  happened and the last input it was given, and a new worker carries on with
+  the next check.
+* **An exit.** ``SystemExit`` raised by the implementation is a failure of the
+  call, not of the runner.
+
+``fork`` keeps closures and lambdas usable as targets (nothing is pickled but
+results and inputs). Libraries that start threads are safe to fork only before
+they have done any work; jax is the one that matters: the parent must not
+initialise a jax backend before forking (the adapters import jax only in the
+worker, when first called).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import faulthandler
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import hypothesis
+
+from klspec.spec._assert import NoResult, call_text
+from klspec.spec.checks import Check
+from klspec.spec.implementations import QUANTITIES, Implementation
+
+#: Extra seconds the parent waits past the timeout before killing a worker stuck in a call.
+GRACE = 2.0
+#: Default per-call timeout (seconds) of ``klspec check`` and :func:`klspec.spec.check`.
+DEFAULT_TIMEOUT = 10.0
+
+
+class _Timeout(BaseException):
+    """Raised by the alarm inside a call; a BaseException so ``except Exception`` can't eat it."""
+
+
+class _StopCheck(BaseException):
+    """Ends a check whose call timed out: hypothesis re-raises BaseExceptions without shrinking."""
+
+
+def can_isolate() -> bool:
+    """Whether checks can run in a forked worker here (POSIX)."""
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+_CALLS = (*QUANTITIES, "empirical")
+
+
+class _Clock:
+    """When the current call started and what it computes, shared with the parent process."""
+
+    def __init__(self, shared: bool) -> None:
+        if shared:
+            ctx = multiprocessing.get_context("fork")
+            self._started = ctx.RawValue("d", 0.0)
+            self._quantity = ctx.RawValue("i", -1)
+        else:
+            self._started = _Cell(0.0)
+            self._quantity = _Cell(-1)
+
+    def start(self, quantity: str) -> None:
+        self._quantity.value = _CALLS.index(quantity)
+        self._started.value = time.monotonic()
+
+    def stop(self) -> None:
+        self._started.value = 0.0
+
+    def running_for(self) -> float:
+        started = self._started.value
+        return time.monotonic() - started if started else 0.0
+
+    @property
+    def in_call(self) -> bool:
+        return bool(self._started.value)
+
+    @property
+    def call(self) -> str:
+        """How the call in progress (or the last one) reads: ``kl(p, q)``."""
+        index = self._quantity.value
+        if index < 0:
+            return "the implementation"
+        name = _CALLS[index]
+        if name == "empirical":
+            return "empirical(samples)"
+        return call_text(name, 1 if name == "entropy" else 2)
+
+
+@dataclasses.dataclass
+class _Cell:
+    value: Any
+
+
+class _Guard:
+    """Wraps an implementation's functions with the per-call timeout and the exit guard."""
+
+    def __init__(self, timeout: float | None, clock: _Clock) -> None:
+        self.timeout = timeout
+        self.clock = clock
+        self.alarm = bool(timeout) and threading.current_thread() is threading.main_thread()
+        self.expired: tuple[str, Any] | None = None  # (message, case) of the first timeout
+        self.timed_out = False
+
+    def wrap(self, impl: Implementation) -> Implementation:
+        functions = {q: self._guarded(getattr(impl, q), q) for q in QUANTITIES if getattr(impl, q)}
+        if impl.empirical is not None:
+            functions["empirical"] = self._guarded(impl.empirical, "empirical")
+        return dataclasses.replace(impl, **functions)
+
+    def _guarded(self, fn: Callable[..., Any], quantity: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self.timed_out:
+                raise _StopCheck
+            self.clock.start(quantity)
+            if self.alarm:
+                signal.setitimer(signal.ITIMER_REAL, self.timeout)
+            try:
+                return fn(*args, **kwargs)
+            except _Timeout:
+                self.timed_out = True
+                raise NoResult(f"did not return within {self.timeout:g} s") from None
+            except SystemExit as exc:
+                raise NoResult(f"raised SystemExit({exc.code!r})") from None
+            finally:
+                if self.alarm:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                self.clock.stop()
+
+        call.__name__ = getattr(fn, "__name__", quantity)
+        return call
+
+    def recording(self, check: Check) -> Check:
+        """``check`` whose property remembers the input and message of the first timeout."""
+
+        def prop(impl: Implementation, case: Any) -> None:
+            try:
+                check.prop(impl, case)
+            except AssertionError as exc:
+                if self.timed_out and self.expired is None:
+                    self.expired = (str(exc.args[0]) if exc.args else "violated", case)
+                raise
+
+        return dataclasses.replace(check, prop=prop)
+
+    @contextlib.contextmanager
+    def alarms(self) -> Iterator[None]:
+        """The SIGALRM handler, installed for the duration."""
+        if not self.alarm:
+            yield
+            return
+
+        def on_alarm(signum: int, frame: Any) -> None:
+            raise _Timeout
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+def _run_guarded(
+    check: Check,
+    impl: Implementation,
+    guard: _Guard,
+    settings: hypothesis.settings,
+    seed: int | None,
+    shrink_limit: int | None,
+    on_case: Callable[[Any], None] | None = None,
+):
+    """Run one check with the guard in place; a timeout ends it with a failure on that input."""
+    from klspec.spec.runner import CheckResult, reproduction, run_check
+
+    guard.timed_out, guard.expired = False, None
+    recorded = guard.recording(check)
+    if on_case is not None:
+        inner = recorded.prop
+
+        def prop(impl: Implementation, case: Any) -> None:
+            on_case(case)
+            inner(impl, case)
+
+        recorded = dataclasses.replace(recorded, prop=prop)
+    start = time.perf_counter()
+    try:
+        result = run_check(
+            recorded, guard.wrap(impl), settings=settings, seed=seed, shrink_limit=shrink_limit
+        )
+    except _StopCheck:
+        message, case = guard.expired or (f"{guard.clock.call} did not return", None)
+        return CheckResult(
+            check,
+            "fail",
+            seconds=time.perf_counter() - start,
+            message=message,
+            counterexample="" if case is None else repr(case),
+            reproduce=reproduction(check.name, impl, case),
+            case=case,
+        )
+    return dataclasses.replace(result, check=check)
+
+
+def run_checks(
+    impl: Implementation,
+    checks: Sequence[Check],
+    *,
+    settings: hypothesis.settings,
+    seed: int | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    isolate: bool = True,
+    shrink_limit: int | None = None,
+) -> Iterator[Any]:
+    """Run ``checks`` against ``impl``, yielding each CheckResult in order as it completes.
+
+    ``timeout`` is per call of the implementation (None: no limit). With
+    ``isolate`` (ignored where fork does not exist) the checks run in a forked
+    worker, so a crash or a hang the alarm cannot break fails one check and the
+    run goes on.
+    """
+    from klspec.spec.runner import CheckResult
+
+    runnable = []
+    for check in checks:
+        missing = impl.missing(check.needs)
+        if missing:
+            reason = f"{impl.name} lacks {', '.join(sorted(missing))}"
+            runnable.append(CheckResult(check, "skip", reason=reason))
+        else:
+            runnable.append(check)
+    if isolate and can_isolate():
+        yield from _isolated(impl, runnable, (settings, seed, shrink_limit), timeout)
+        return
+    guard = _Guard(timeout, _Clock(shared=False))
+    with guard.alarms():
+        for item in runnable:
+            if isinstance(item, CheckResult):
+                yield item
+            else:
+                yield _run_guarded(item, impl, guard, settings, seed, shrink_limit)
+
+
+# --- the worker process ------------------------------------------------------------
+
+
+def _wire(result: Any) -> dict[str, Any]:
+    """A CheckResult as plain data (its Check holds closures, which do not pickle)."""
+    import pickle
+
+    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+    del fields["check"]
+    try:
+        pickle.dumps(fields["case"])
+    except Exception:
+        fields["case"] = None
+    return fields
+
+
+def _worker(conn, impl, checks, search, timeout, clock) -> None:
+    """The body of a worker: run the checks, send ("case", case) per input and ("done", result)."""
+    try:
+        # A crash is reported as a failure with its input; a faulthandler traceback of
+        # the worker (pytest enables it) would only bury that report.
+        faulthandler.disable()
+        guard = _Guard(timeout, clock)
+
+        def on_case(case: Any) -> None:
+            try:
+                conn.send(("case", case))
+            except Exception:
+                conn.send(("case", None))
+
+        with guard.alarms():
+            for check in checks:
+                conn.send(("start", check.name))
+                result = _run_guarded(check, impl, guard, *search, on_case)
+                conn.send(("done", _wire(result)))
+    except BaseException as exc:  # report, then leave without running the parent's atexit
+        with contextlib.suppress(Exception):
+            conn.send(("broken", f"{type(exc).__name__}: {exc}"))
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
+        os._exit(0)
+
+
+def _isolated(impl, items, search, timeout) -> Iterator[Any]:
+    from klspec.spec.runner import CheckResult
+
+    position = 0
+    while position < len(items):
+        if isinstance(items[position], CheckResult):
+            yield items[position]
+            position += 1
+            continue
+        batch = []
+        for item in items[position:]:
+            if isinstance(item, CheckResult):
+                break
+            batch.append(item)
+        for result in _one_worker(impl, batch, search, timeout):
+            yield result
+            position += 1
+        # A worker that died before finishing its batch is replaced by the loop.
+
+
+def _one_worker(impl, checks, search, timeout) -> Iterator[Any]:
+    """Run ``checks`` in one forked worker; yield their results until they are done or it dies."""
+    from klspec.spec.runner import CheckResult, reproduction
+
+    ctx = multiprocessing.get_context("fork")
+    clock = _Clock(shared=True)
+    grace = GRACE
+    receive, send = ctx.Pipe(duplex=False)
+    process = ctx.Process(
+        target=_worker,
+        args=(send, impl, checks, search, timeout, clock),
+        daemon=True,
+    )
+    process.start()
+    send.close()
+    by_name = {c.name: c for c in checks}
+    current: Check | None = None
+    done = 0
+    case: Any = None
+    started = time.perf_counter()
+    what = ""
+    try:
+        while True:
+            if receive.poll(0.05):
+                try:
+                    kind, payload = receive.recv()
+                except (EOFError, OSError):
+                    break
+                if kind == "start":
+                    current, case, started = by_name[payload], None, time.perf_counter()
+                elif kind == "case":
+                    case = payload
+                elif kind == "done":
+                    yield CheckResult(current, **payload)
+                    current, done = None, done + 1
+                elif kind == "broken":
+                    what = f"the worker running the check failed ({payload})"
+                    break
+                continue
+            if not process.is_alive() and not receive.poll(0):
+                break
+            if timeout and clock.running_for() > timeout + grace:
+                what = (
+                    f"{clock.call} did not return within {timeout:g} s and ignored the timeout "
+                    "signal (its process was killed), but should return a value"
+                )
+                process.kill()
+                break
+    finally:
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        receive.close()
+    if done == len(checks):
+        return
+    check = current or checks[done]
+    if not what:
+        death = _death(process.exitcode)
+        what = (
+            f"{clock.call} {death}, but should return a value"
+            if clock.in_call
+            else f"the process running the check {death} outside any call of the implementation"
+        )
+    yield CheckResult(
+        check,
+        "fail",
+        seconds=time.perf_counter() - started,
+        message=f"{what} [{check.clause_id}]",
+        counterexample="" if case is None else repr(case),
+        reproduce=reproduction(check.name, impl, case),
+        case=case,
+    )
+
+
+def _death(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"crashed its process (killed by {name})"
+    return f"ended its process (exit status {exitcode})"
