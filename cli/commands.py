@@ -5,7 +5,8 @@ and one running it, registered in :data:`COMMANDS`; new options and positional
 arguments (a target to check, ``--json`` reports, xfail lists) go into the
 ``_add_*`` functions without touching the rest.
 
-Exit status: 0 when every clause passes, 1 when any fails, 2 for a usage error.
+Exit status: 0 when every required clause passes, 1 when one fails, 2 for a usage
+error (``klspec check``: see :mod:`klspec.conformance`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from klspec import __version__
+from klspec import __version__, conformance
 
 
 def _clause_id(text: str) -> str:
@@ -86,47 +87,7 @@ def _add_check(parser: argparse.ArgumentParser) -> None:
         "default (100), thorough (2000)",
     )
     parser.add_argument("--seed", type=int, help="random seed, to repeat a run")
-
-
-def _check(args: argparse.Namespace, out: TextIO) -> int:
-    from klspec.spec import CATALOG, reference_implementation, run
-
-    impl = reference_implementation()
-    width = max(len(c.id) for c in CATALOG)
-
-    def progress(result) -> None:
-        out.write(_clause_line(result, width) + "\n")
-        for r in result.results:
-            if r.status in ("fail", "error"):
-                out.write(_failure(r))
-        out.flush()
-
-    report = run(impl, args.clause, profile=args.profile, seed=args.seed, on_result=progress)
-    seed = f", seed {report.seed}" if report.seed is not None else ""
-    out.write(
-        f"\nchecked {report.target} (profile {report.profile}{seed}) in {report.seconds:.1f}s\n"
-    )
-    out.write(report.summary + "\n")
-    return 0 if report.ok else 1
-
-
-def _clause_line(result, width: int) -> str:
-    status = {"pass": "PASS", "fail": "FAIL", "skip": "SKIP"}[result.status]
-    n = len(result.results)
-    if result.status == "skip":
-        detail = f"({result.results[0].reason})"
-    else:
-        detail = f"({n} check{'s' * (n != 1)}, {result.examples} examples)"
-    return f"{status}  {result.clause.id:<{width}}  {detail:<30}  {result.seconds:.1f}s"
-
-
-def _failure(r) -> str:
-    lines = [f"      {r.check.name}: {r.message}"]
-    if r.counterexample:
-        lines.append(f"      counterexample: {r.counterexample}")
-    if r.reproduce:
-        lines.append(f"      reproduce: {r.reproduce}")
-    return "\n".join(lines) + "\n"
+    conformance.add_check_arguments(parser)
 
 
 #: name -> (help, add arguments, run)
@@ -139,7 +100,21 @@ COMMANDS: dict[
     ],
 ] = {
     "list": ("list the clauses and the checks covering each", _add_list, _list),
-    "check": ("check the reference against every clause", _add_check, _check),
+    "check": (
+        "check an implementation (default: the reference) against every clause",
+        _add_check,
+        conformance.check,
+    ),
+    "adapters": (
+        "list the built-in adapters, their conventions, and whether each library is installed",
+        conformance.add_adapters_arguments,
+        conformance.adapters,
+    ),
+    "matrix": (
+        "run every installed adapter and write the conformance matrix (docs/conformance.md)",
+        conformance.add_matrix_arguments,
+        conformance.matrix,
+    ),
 }
 
 

@@ -1,0 +1,257 @@
+"""``klspec check TARGET``, ``klspec adapters`` and ``klspec matrix``: conformance from the shell.
+
+Registered in :data:`klspec.commands.COMMANDS`. Exit status of ``check``: 0 when
+every required clause passes (expected failures allowed), 1 when one fails, 2
+for a usage error, a target that cannot be imported or an adapter whose
+library is missing. The last line of its output is ``N passed, M failed``
+(``, K skipped`` when any were), where "failed" counts exactly the clauses that
+make the exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TextIO
+
+
+class UsageError(Exception):
+    """A problem with the command line: exit status 2, message on stderr."""
+
+
+# --- klspec check ------------------------------------------------------------------
+
+
+def add_check_arguments(parser: argparse.ArgumentParser) -> None:
+    """The target and its options, and the run options beyond --clause/--profile/--seed."""
+    from klspec.spec.isolation import DEFAULT_TIMEOUT
+    from klspec.spec.signatures import ARRAYS, QUANTITIES
+
+    parser.add_argument(
+        "target",
+        nargs="?",
+        default="reference",
+        help="a built-in adapter (see `klspec adapters`) or package.module:function "
+        "(importable from the current directory too); default: the reference",
+    )
+    target = parser.add_argument_group("how a module:function target is called")
+    target.add_argument(
+        "--quantity",
+        choices=list(QUANTITIES),
+        help="what the function computes, in nats (default: kl)",
+    )
+    target.add_argument(
+        "--signature",
+        metavar="SIG",
+        help="its arguments in the vocabulary p, q, log_p, log_q, logits_p, logits_q: "
+        "'f(p, q)' (default for kl and cross-entropy), 'f(log_q, p)' (torch's order), "
+        "'f(log_q, log_p)', 'f(p)' (default for entropy)",
+    )
+    target.add_argument(
+        "--batched",
+        action="store_true",
+        help="it takes arrays of shape (..., n) and reduces the last axis "
+        "(without it only 1-D inputs are passed)",
+    )
+    target.add_argument(
+        "--array",
+        choices=list(ARRAYS),
+        help="the array type it receives, float64 (default: numpy)",
+    )
+    parser.add_argument(
+        "--max-examples", type=int, metavar="N", help="examples per check (overrides the profile)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"limit on each call of the target (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--xfails",
+        type=Path,
+        metavar="FILE",
+        help="expected failures: lines 'clause-id  # reason' (or a check name); "
+        "a reason is required, ids that do not fail are warned about",
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the report as JSON")
+
+
+def check(args: argparse.Namespace, out: TextIO) -> int:
+    """Run ``klspec check``; returns the exit status."""
+    from klspec.spec.adapters import TargetError, resolve
+    from klspec.spec.conformance import XfailError, read_xfails, unmatched
+    from klspec.spec.signatures import SignatureError
+
+    options = {
+        "quantity": args.quantity,
+        "signature": args.signature,
+        "batched": args.batched,
+        "array": args.array,
+    }
+    try:
+        if args.max_examples is not None and args.max_examples < 1:
+            raise UsageError("--max-examples must be at least 1")
+        if args.timeout is not None and args.timeout <= 0:
+            raise UsageError("--timeout must be positive")
+        xfails = read_xfails(args.xfails) if args.xfails else None
+        impl = resolve(args.target, **options)
+    except (UsageError, TargetError, SignatureError, XfailError) as exc:
+        sys.stderr.write(f"klspec check: error: {exc}\n")
+        return 2
+    for warning in xfails.warnings if xfails else ():
+        sys.stderr.write(f"klspec check: warning: {warning}\n")
+    expected = xfails.expected if xfails else {}
+    report = run_report(impl, args, expected, out)
+    for name in unmatched(expected, report):
+        sys.stderr.write(
+            f"klspec check: warning: {args.xfails}: {name!r} is listed as an expected failure "
+            "but did not fail in this run\n"
+        )
+    if args.json:
+        write_json(args.json, report, impl)
+    return 0 if report.ok else 1
+
+
+def run_report(impl, args: argparse.Namespace, expected: dict[str, str], out: TextIO):
+    """Run the checks with progress lines, then print the failures and the summary."""
+    from klspec.spec import CATALOG, run
+    from klspec.spec.conformance import clause_line, describe
+
+    width = max(len(c.id) for c in CATALOG)
+
+    def progress(result) -> None:
+        out.write(clause_line(result, width) + "\n")
+        out.flush()
+
+    report = run(
+        impl,
+        args.clause,
+        profile=args.profile,
+        seed=args.seed,
+        on_result=progress,
+        max_examples=args.max_examples,
+        timeout=args.timeout,
+        isolate=True,
+        expected=expected,
+    )
+    out.write("\n" + describe(report))
+    return report
+
+
+# --- expected failures ---------------------------------------------------------------
+
+
+# --- JSON ----------------------------------------------------------------------------------
+
+
+def write_json(path: Path, report, impl) -> None:
+    from klspec.spec.conformance import report_data
+
+    data = report_data(report, impl)
+    path.write_text(
+        json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8"
+    )
+
+
+# --- klspec adapters --------------------------------------------------------------------
+
+
+def add_adapters_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the adapters as JSON")
+
+
+def adapters(args: argparse.Namespace, out: TextIO) -> int:
+    """List the built-in adapters, their conventions, and whether their library is installed."""
+    from klspec.spec.adapters import ADAPTERS
+
+    rows = []
+    for adapter in ADAPTERS.values():
+        missing = adapter.missing()
+        rows.append(
+            {
+                "name": adapter.name,
+                "installed": missing is None,
+                "reason": missing or "",
+                "libraries": adapter.versions(),
+                "conventions": adapter.conventions,
+            }
+        )
+    if args.json:
+        json.dump(rows, out, indent=2, ensure_ascii=False)
+        out.write("\n")
+        return 0
+    for row in rows:
+        versions = ", ".join(f"{k} {v}" for k, v in row["libraries"].items())
+        state = f"installed ({versions})" if row["installed"] else f"skipped: {row['reason']}"
+        out.write(f"{row['name']}  [{state}]\n")
+        for line in row["conventions"].splitlines():
+            out.write(f"    {line}\n".rstrip() + "\n")
+        out.write("\n")
+    installed = sum(r["installed"] for r in rows)
+    out.write(f"{len(rows)} adapters, {installed} installed\n")
+    return 0
+
+
+# --- klspec matrix ----------------------------------------------------------------------
+
+
+def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
+    from klspec.spec.adapters import ADAPTERS
+    from klspec.spec.runner import PROFILES
+
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("docs/conformance.md"),
+        metavar="PATH",
+        help="the page to write (default docs/conformance.md); rows it has for adapters "
+        "not run now are kept",
+    )
+    parser.add_argument(
+        "--profile", choices=list(PROFILES), default="fast", help="default: fast (derandomized)"
+    )
+    parser.add_argument(
+        "--adapter",
+        action="append",
+        choices=["reference", *ADAPTERS],
+        metavar="NAME",
+        help="re-run only this row (repeatable); the other rows are kept from the page",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, metavar="SECONDS", help="limit on each call"
+    )
+
+
+def matrix(args: argparse.Namespace, out: TextIO) -> int:
+    """Run every installed adapter and write the conformance matrix page."""
+    from klspec.spec import matrix as matrix_page
+
+    previous = None
+    if args.output.exists():
+        previous = matrix_page.read(args.output.read_text(encoding="utf-8"))
+    if previous is not None and previous.get("profile") != args.profile:
+        previous = None  # rows from another profile would be mislabelled: run them all
+
+    def progress(row) -> None:
+        failed = [c for c, cell in row["clauses"].items() if cell["verdict"] == "fail"]
+        out.write(f"{row['target']}: {len(failed)} required clauses failed\n")
+        out.flush()
+
+    data = matrix_page.collect(
+        profile=args.profile,
+        adapters=args.adapter,
+        previous=previous,
+        timeout=args.timeout,
+        on_row=progress,
+    )
+    for row in data["rows"]:
+        if row.get("skipped") or row.get("kept"):
+            out.write(f"{row['target']}: {row.get('skipped') or row.get('kept')}\n")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(matrix_page.render(data), encoding="utf-8")
+    out.write(f"wrote {args.output}\n")
+    return 0
