@@ -324,6 +324,7 @@ BROKEN: dict[str, tuple[Implementation, ...]] = {
     "example.coin_flips": (LAPLACE,),
     "kl.nonnegative": (SIGN_ERROR,),
     "kl.nonnegative[near_equal_pairs]": (SIGN_ERROR, UNCLAMPED),
+    "kl.accuracy": (UNCLAMPED, FLOAT32, BIASED),
     "kl.zero_iff_equal[p == q]": (RETURNS_CROSS_ENTROPY,),
     "kl.zero_iff_equal[p != q]": (SIGN_ERROR,),
     "kl.asymmetric": (SYMMETRISED,),

@@ -1,0 +1,131 @@
+"""Nothing an implementation under test does stops the run or loses the report.
+
+Each nasty target (tests/nasty_targets.py) misbehaves in one way; checked in a
+forked worker with a short per-call timeout, each becomes a clean failure of the
+clause being checked, with the input it happened on, and the clauses after it
+still run.
+"""
+
+from __future__ import annotations
+
+import nasty_targets
+import numpy as np
+import pytest
+
+from klspec.spec import isolation, run
+from klspec.spec.adapters import resolve
+from klspec.spec.isolation import can_isolate
+
+pytestmark = pytest.mark.skipif(not can_isolate(), reason="needs fork")
+
+#: One clause with one check, then one that must still run after a crash or hang.
+CLAUSES = ["kl.pinsker", "example.weather.forward"]
+
+
+def _run(fn, clauses=CLAUSES, **options):
+    impl = resolve(fn, **options)
+    return run(impl, clauses, profile="fast", timeout=0.5, isolate=True)
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (
+            nasty_targets.raises,
+            "kl(p, q) raised ZeroDivisionError('oops'), but should return a value",
+        ),
+        (nasty_targets.returns_nan, "kl(p, q)=nan, but should be a number"),
+        (
+            nasty_targets.returns_text,
+            "kl(p, q) returned str '0.1', but should return a real number",
+        ),
+        (nasty_targets.wrong_shape, "kl(p, q) has shape (3,), but should have shape ()"),
+        (nasty_targets.hangs, "kl(p, q) did not return within 0.5 s, but should return a value"),
+        (nasty_targets.sleeps, "kl(p, q) did not return within 0.5 s, but should return a value"),
+        (
+            nasty_targets.calls_sys_exit,
+            "kl(p, q) raised SystemExit(4), but should return a value",
+        ),
+        (
+            nasty_targets.exits_the_process,
+            "kl(p, q) ended its process (exit status 3), but should return a value",
+        ),
+        (
+            nasty_targets.segfaults,
+            "kl(p, q) crashed its process (killed by SIGSEGV), but should return a value",
+        ),
+        (
+            nasty_targets.ignores_the_alarm,
+            "kl(p, q) did not return within 0.5 s and ignored the timeout signal (its process "
+            "was killed), but should return a value",
+        ),
+    ],
+    ids=lambda x: getattr(x, "__name__", "")[:30],
+)
+def test_misbehaviour_is_a_clean_failure_of_the_clause(target, message, monkeypatch):
+    monkeypatch.setattr(isolation, "GRACE", 0.5)  # how long a stuck worker gets past the timeout
+    report = _run(target)
+    second, first = report.clauses  # in catalog order: the worked example comes first
+    assert first.verdict == "fail"
+    (failure,) = first.failures
+    assert failure.message == f"{message} [kl.pinsker]"
+    assert failure.counterexample.startswith(("Case(", "build_case("))
+    assert "replay('kl.pinsker[pairs]'" in failure.reproduce
+    # Every clause was checked (after a crash or hang, by a new worker).
+    assert second.verdict == "fail"
+    assert second.failures[0].message.endswith("[example.weather.forward]")
+
+
+def test_writing_into_the_inputs_fails_inputs_unmodified_only():
+    report = _run(nasty_targets.writes_into_q, ["kl.definition", "inputs.unmodified"])
+    definition, unmodified = report.clauses
+    assert definition.verdict == "pass"
+    assert unmodified.verdict == "fail"
+    assert "kl(p, q) changed q[" in unmodified.failures[0].message
+
+
+def test_writing_into_a_log_space_argument_shows_in_the_caller_q():
+    report = _run(nasty_targets.writes_into_log_q, ["inputs.unmodified"], signature="f(log_q, p)")
+    (unmodified,) = report.clauses
+    assert unmodified.verdict == "fail"
+    assert "kl(p, q) changed q[" in unmodified.failures[0].message
+
+
+def test_timeouts_work_without_a_worker_process_too():
+    impl = resolve(nasty_targets.hangs)
+    report = run(impl, ["kl.pinsker"], profile="fast", timeout=0.3, isolate=False)
+    assert report.clauses[0].failures[0].message == (
+        "kl(p, q) did not return within 0.3 s, but should return a value [kl.pinsker]"
+    )
+
+
+def test_a_crash_loses_no_report_of_the_clauses_already_checked():
+    seen = []
+    report = run(
+        resolve(nasty_targets.segfaults),
+        ["example.weather.forward", "kl.pinsker", "kl.nonnegative"],
+        profile="fast",
+        timeout=0.5,
+        isolate=True,
+        on_result=lambda r: seen.append(r.clause.id),
+    )
+    assert seen == ["example.weather.forward", "kl.nonnegative", "kl.pinsker"]  # catalog order
+    assert report.summary == "0 passed, 3 failed"
+
+
+def test_a_correct_function_passes_in_a_worker():
+    report = _run(nasty_targets.correct)
+    assert report.ok
+    assert report.summary == "2 passed, 0 failed"
+
+
+def test_signature_translates_arguments():
+    report = _run(nasty_targets.torch_order, ["kl.definition"], signature="f(log_q, p)")
+    assert report.ok, report.clauses[0].failures
+
+
+def test_entropy_signature():
+    impl = resolve(nasty_targets.correct_entropy, quantity="entropy")
+    assert impl.entropy is not None
+    assert impl.kl is None
+    assert impl.entropy(np.array([0.5, 0.5])) == pytest.approx(np.log(2))

@@ -1,0 +1,94 @@
+"""The pytest plugin (entry point pytest11): ``pytest --kl-impl TARGET`` runs the checks as tests.
+
+Each test runs pytest in a subprocess, in a fresh directory holding a target
+module and one ordinary test, as a user's project would.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+FAST = ["--kl-profile", "fast", "-p", "no:cacheprovider"]
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "mykl.py").write_text(
+        textwrap.dedent(
+            """
+            import numpy as np
+
+            def literal(log_q, p):
+                with np.errstate(all="ignore"):
+                    return float(np.sum(p * (np.log(p) - log_q)))
+            """
+        )
+    )
+    (tmp_path / "test_own.py").write_text(
+        "import sys\n"
+        "def test_own(request):\n"
+        "    # Without --kl-impl the plugin imports nothing of klspec's machinery.\n"
+        "    if request.config.getoption('kl_impl') is None:\n"
+        "        assert 'klspec.spec' not in sys.modules\n"
+    )
+    return tmp_path
+
+
+def pytest_run(cwd, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_without_kl_impl_the_plugin_adds_nothing(project):
+    result = pytest_run(project, "-q", "-p", "no:cacheprovider")
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.strip().splitlines()[-1].startswith("1 passed in ")
+    assert "klspec" not in result.stdout
+
+
+def test_checks_run_as_tests_with_readable_ids(project):
+    result = pytest_run(
+        project, "-v", "test_own.py", "--kl-impl", "mykl:literal",
+        "--kl-signature", "f(log_q, p)", "--kl-clause", "kl.special.p_zero",
+        "--kl-clause", "kl.accuracy", "--kl-clause", "entropy.bounds", *FAST,
+    )  # fmt: skip
+    out = result.stdout
+    assert result.returncode == 1, out
+    assert "klspec: checking mykl:literal" in out
+    assert re.search(r"klspec\[mykl:literal\]::kl\(p_i == 0 and q_i > 0\) -> term 0 FAILED", out)
+    assert re.search(r"klspec\[mykl:literal\]::kl\.accuracy\[pairs\] XFAIL", out)
+    assert re.search(r"klspec\[mykl:literal\]::entropy\.bounds\[distributions\] SKIPPED", out)
+    assert "test_own.py::test_own PASSED" in out
+    assert "kl(p, q)=nan, but should be a number [kl.special.p_zero]" in out
+    assert "counterexample: Case(p=np.array(" in out
+    assert "reproduce: python -c " in out
+    assert "signature='f(log_q, p)'" in out
+    assert re.search(r"1 failed, 1 passed, 1 skipped, 2 xfailed", out)
+
+
+def test_xfails_file_and_xdist(project):
+    pytest.importorskip("xdist")
+    (project / "xfails.txt").write_text("kl.special.p_zero  # no zero guard\n")
+    result = pytest_run(
+        project, "-q", "-n", "2", "test_own.py", "--kl-impl", "mykl:literal",
+        "--kl-signature", "f(log_q, p)", "--kl-xfails", "xfails.txt",
+        "--kl-clause", "kl.special.p_zero", "--kl-clause", "example.weather.forward", *FAST,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"2 passed, 1 xfailed", result.stdout)
+
+
+def test_a_bad_target_is_a_usage_error(project):
+    result = pytest_run(project, "-q", "--kl-impl", "no_such_module:kl", *FAST)
+    assert result.returncode == 4  # pytest's usage error
+    assert "--kl-impl: cannot import 'no_such_module'" in result.stderr
