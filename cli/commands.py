@@ -16,6 +16,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TextIO
 
 from klspec import __version__, conformance
@@ -36,6 +37,11 @@ def _clause_id(text: str) -> str:
 
 def _add_list(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the catalog as JSON")
+    parser.add_argument(
+        "--derivations",
+        action="store_true",
+        help="also list the clauses the sympy derivations establish (imports sympy)",
+    )
 
 
 def _list(args: argparse.Namespace, out: TextIO) -> int:
@@ -63,6 +69,14 @@ def _list(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"{r['id']:<{width}}  {r['kind']:<14}  {r['statement']}\n")
         out.write(f"{'':<{width}}  {'':<14}  checks: {', '.join(r['checks'])}\n")
     out.write(f"\n{len(rows)} clauses, {sum(len(r['checks']) for r in rows)} checks\n")
+    if args.derivations:
+        from klspec.spec.clauses import derivation_clauses
+
+        derived = derivation_clauses()
+        out.write("\nDerivations (checked by `klspec prove`, not against implementations):\n")
+        width = max(len(d.id) for d in derived)
+        for d in derived:
+            out.write(f"{d.id:<{width}}  {d.statement}\n")
     return 0
 
 
@@ -90,6 +104,44 @@ def _add_check(parser: argparse.ArgumentParser) -> None:
     conformance.add_check_arguments(parser)
 
 
+def _add_prove(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "ids", nargs="*", metavar="ID", help="derivation ids, e.g. gibbs (default: all)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="print every check's detail")
+
+
+def _prove(args: argparse.Namespace, out: TextIO) -> int:
+    from klspec.spec.derivations import main_prove  # imports sympy: only for this command
+
+    return main_prove([*args.ids, *(["-v"] if args.verbose else [])], out=out)
+
+
+def _add_docs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out", type=Path, default=Path("docs"), help="the docs directory (default: ./docs)"
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 and list the pages that are out of date",
+    )
+
+
+def _docs(args: argparse.Namespace, out: TextIO) -> int:
+    from klspec.spec import documentation  # runs the derivations: sympy
+
+    if args.check:
+        stale = documentation.stale(args.out)
+        for rel in stale:
+            out.write(f"out of date: {args.out / rel}\n")
+        out.write("docs are current\n" if not stale else "run `klspec docs` to regenerate\n")
+        return 1 if stale else 0
+    written = documentation.write(args.out)
+    out.write(f"wrote {len(written)} pages under {args.out}/ (index.md, proofs/)\n")
+    return 0
+
+
 #: name -> (help, add arguments, run)
 COMMANDS: dict[
     str,
@@ -114,6 +166,16 @@ COMMANDS: dict[
         "run every installed adapter and write the conformance matrix (docs/conformance.md)",
         conformance.add_matrix_arguments,
         conformance.matrix,
+    ),
+    "prove": (
+        "check the sympy derivations step by step; print each step's level and time",
+        _add_prove,
+        _prove,
+    ),
+    "docs": (
+        "regenerate docs/ (index.md, proofs/) from the catalog and the derivations",
+        _add_docs,
+        _docs,
     ),
 }
 

@@ -37,3 +37,27 @@ def test_stale_detects_a_hand_edit(tmp_path):
     (tmp_path / "proofs" / "gibbs.md").unlink()
     (tmp_path / "proofs" / "orphan.md").write_text("x\n", encoding="utf-8")
     assert documentation.stale(tmp_path) == ["index.md", "proofs/gibbs.md", "proofs/orphan.md"]
+
+
+def test_klspec_docs_check_and_write(tmp_path):
+    import io
+
+    from klspec.commands import main
+
+    out = io.StringIO()
+    assert main(["docs", "--check", "--out", str(tmp_path)], out=out) == 1
+    assert "out of date" in out.getvalue()
+    assert main(["docs", "--out", str(tmp_path)], out=io.StringIO()) == 0
+    assert main(["docs", "--check", "--out", str(tmp_path)], out=io.StringIO()) == 0
+
+
+def test_klspec_prove_exit_status(capsys):
+    import io
+
+    from klspec.commands import main
+
+    out = io.StringIO()
+    assert main(["prove", "kl_cross_entropy"], out=out) == 0
+    assert "each at its claimed level" in out.getvalue()
+    assert main(["prove", "no_such_derivation"], out=io.StringIO()) == 2
+    assert "no derivation 'no_such_derivation'" in capsys.readouterr().err
