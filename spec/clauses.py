@@ -38,7 +38,7 @@ from typing import Literal
 from klspec.spec._expected import MPMATH_MAX_SIZE
 from klspec.spec.special_cases import SPECIAL_CASES
 
-Kind = Literal["definition", "property", "special case", "worked example", "domain"]
+Kind = Literal["definition", "property", "special case", "worked example", "domain", "derivation"]
 Level = Literal["required", "advisory"]
 LEVELS: tuple[str, ...] = ("required", "advisory")
 KINDS: tuple[str, ...] = ("definition", "special case", "worked example", "property", "domain")
@@ -362,6 +362,28 @@ CATALOG: tuple[Clause, ...] = (
 )
 
 _BY_ID = {c.id: c for c in CATALOG}
+
+
+def derivation_clauses() -> tuple[Clause, ...]:
+    """The clauses the sympy derivations establish, one per derivation, in reading order.
+
+    They are about the mathematics, not an implementation, so they are not in
+    :data:`CATALOG` (which ``klspec check`` runs against implementations): each is
+    checked step by step by ``klspec prove ID`` and numerically by the test named in
+    its notes. Built from the derivation objects themselves, so the statement is the
+    one the checker proves. Imports sympy.
+    """
+    from klspec.spec.derivations import DERIVATIONS  # sympy: only when asked
+
+    out = []
+    for d in DERIVATIONS.values():
+        notes = f"Checked step by step by `klspec prove {d.id.removeprefix('derivation.')}`"
+        if d.numeric_crosscheck:
+            notes += f"; numerically by `{d.numeric_crosscheck}`"
+        if d.clause_ids:
+            notes += "; also establishes " + ", ".join(f"`{c}`" for c in d.clause_ids)
+        out.append(Clause(d.id, d.statement, "", "derivation", (), notes + "."))
+    return tuple(out)
 
 
 def clause(id: str) -> Clause:

@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 
 from klspec.spec.checks import checks_for
-from klspec.spec.clauses import CATALOG, Clause
+from klspec.spec.clauses import CATALOG, Clause, derivation_clauses
 
 #: The reading order, following the post: (section title, what it argues, derivation ids,
 #: clause ids). Derivation ids are without the ``derivation.`` prefix.
@@ -142,6 +142,22 @@ def index_page(derivation_titles: dict[str, str]) -> str:
         "|---|---|---|---|---|",
     ]
     out += [_clause_row(c) for c in CATALOG]
+    out += [
+        "",
+        "## Derivation clauses",
+        "",
+        "What the derivations establish about the mathematics, checked by `klspec prove` "
+        "(step by step, at the levels shown on each proof page) and by a numeric "
+        "cross-check, not against implementations.",
+        "",
+        "| clause | statement | proof | checked |",
+        "|---|---|---|---|",
+    ]
+    for c in derivation_clauses():
+        name = c.id.removeprefix("derivation.")
+        anchor = f'<a id="{clause_anchor(c.id)}"></a>`{c.id}`'
+        proof = f"[{_cell(derivation_titles[name])}](proofs/{name}.md)"
+        out.append(f"| {anchor} | {_cell(c.statement)} | {proof} | {_cell(c.notes)} |")
     return "\n".join(out) + "\n"
 
 

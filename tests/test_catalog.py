@@ -105,3 +105,13 @@ def test_not_a_metric_witness_numbers_in_the_notes():
     for value in (_kl(P, R), _kl(P, Q), _kl(Q, R)):
         assert f"{float(value):.3f}" in notes
     assert _kl(P, R) > _kl(P, Q) + _kl(Q, R)
+
+
+def test_every_derivation_is_a_clause_with_a_proof_page():
+    from klspec.spec.clauses import derivation_clauses
+    from klspec.spec.derivations import DERIVATIONS
+
+    derived = derivation_clauses()
+    assert [c.id for c in derived] == list(DERIVATIONS)
+    assert all(c.kind == "derivation" and "klspec prove" in c.notes for c in derived)
+    assert not {c.id for c in derived} & {c.id for c in CATALOG}
