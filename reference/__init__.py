@@ -6,7 +6,12 @@ huge supports) and never silently wrong on bad input.
 
 from klspec.reference.divergences import cross_entropy, entropy, kl_divergence
 from klspec.reference.empirical import empirical_distribution
-from klspec.reference.language_models import kl_estimate, token_kl
+from klspec.reference.language_models import (
+    kl_estimate,
+    sequence_log_prob,
+    sequence_log_ratio,
+    token_kl,
+)
 
 __all__ = [
     "cross_entropy",
@@ -14,5 +19,7 @@ __all__ = [
     "entropy",
     "kl_divergence",
     "kl_estimate",
+    "sequence_log_prob",
+    "sequence_log_ratio",
     "token_kl",
 ]

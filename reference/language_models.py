@@ -8,6 +8,11 @@ r"""KL for language models: per-token KL from logits and the sampled-token estim
     nearly equal logits (where float32 log_softmax + kl_div returns negative
     values). A logit of −inf is a token with probability 0.
 
+``sequence_log_prob(token_logprobs, mask)``, ``sequence_log_ratio(logp, ref_logp, mask)``
+    The per-token sums behind log π(y|x) and log π(y|x)/π_ref(y|x), with padding
+    selected out (never multiplied by 0, which turns a −inf into NaN) and summed
+    exactly.
+
 ``kl_estimate(logp, ref_logp, estimator)``
     Schulman's per-sample estimators of KL(π‖π_ref) from the log-probabilities of
     tokens *sampled from π*: with d = ref_logp − logp = log r,
@@ -117,6 +122,78 @@ def _terms_from_log_ratio(
     big_w = one_plus_s * (0.5 * t - s) / (safe_s * safe_s)  # (1+s)(atanh s − s)/s², |s| > 1/2
     bracket = np.where(small, 1.0 + s * one_plus_s * b, 1.0 + big_w)
     return np.where(np.isneginf(t), w, diff * s * bracket)
+
+
+def sequence_log_prob(
+    token_logprobs: ArrayLike, mask: ArrayLike | None = None, *, axis: int = -1
+) -> np.float64 | np.ndarray:
+    """log π(y|x) = Σ_t log π(t_k | x, t_<k): the sum of per-token log-probabilities.
+
+    ``token_logprobs`` holds the log-probability of each token of the response
+    along ``axis`` (other axes are a batch). ``mask`` (bool, broadcastable to it)
+    marks the tokens that belong to the response; padding is *selected out*,
+    never multiplied by 0, so a −inf log-probability at a padded position stays
+    out of the sum (0·(−inf) would be NaN). The sum is accurate to the last bit
+    (double-double). Log-probabilities must be <= 0 (rounding allowed), not NaN
+    or +inf; −inf is allowed (an impossible token: the sum is −inf).
+    """
+    lp = _validate_log_probs("token_logprobs", token_logprobs, allow_neg_inf=True)
+    lp = _select(lp, mask, axis)
+    impossible = np.isneginf(lp)
+    hi, lo = dd_sum(np.where(impossible, 0.0, lp))
+    return _scalar(np.where(impossible.any(axis=-1), -np.inf, hi + lo))
+
+
+def sequence_log_ratio(
+    logp: ArrayLike, ref_logp: ArrayLike, mask: ArrayLike | None = None, *, axis: int = -1
+) -> np.float64 | np.ndarray:
+    """log π(y|x)/π_ref(y|x) = Σ_t [log π(t_k|…) − log π_ref(t_k|…)] over the response.
+
+    The per-token differences are formed exactly and summed in double-double, so
+    the result is correctly rounded even when the two sequence log-probabilities
+    are large and nearly equal (where log π(y|x) − log π_ref(y|x) computed from the
+    two sums loses digits). ``mask`` selects the response tokens as in
+    :func:`sequence_log_prob`. ``ref_logp`` may be −inf (the ratio is +inf).
+    """
+    lp = _validate_log_probs("logp", logp, allow_neg_inf=False)
+    rp = _validate_log_probs("ref_logp", ref_logp, allow_neg_inf=True)
+    try:
+        lp, rp = np.broadcast_arrays(lp, rp)
+    except ValueError:
+        raise ValueError(
+            f"the shapes of logp {lp.shape} and ref_logp {rp.shape} do not broadcast"
+        ) from None
+    with np.errstate(invalid="ignore"):  # ref_logp = −inf: the error term is NaN
+        d_hi, d_lo = two_sum(lp, -rp)
+    d_lo = np.where(np.isfinite(d_hi), d_lo, 0.0)
+    d_hi, d_lo = _select(d_hi, mask, axis), _select(d_lo, mask, axis)
+    impossible = np.isposinf(d_hi)  # π_ref gives the token probability 0
+    hi, lo = dd_sum(np.concatenate((np.where(impossible, 0.0, d_hi), d_lo), axis=-1))
+    return _scalar(np.where(impossible.any(axis=-1), np.inf, hi + lo))
+
+
+def _select(x: np.ndarray, mask: ArrayLike | None, axis: int) -> np.ndarray:
+    """x with masked-out entries replaced by 0 (not multiplied), the token axis moved last."""
+    if x.ndim == 0:
+        raise ValueError("log-probabilities are 0-d; a sequence needs a token axis")
+    ax = _normalise_axis(axis, "token_logprobs", x.ndim)
+    if mask is not None:
+        m = np.asarray(mask)
+        if m.dtype != np.bool_:
+            raise TypeError(f"mask has dtype {m.dtype}; it must be bool (True = a response token)")
+        try:
+            m = np.broadcast_to(m, x.shape)
+        except ValueError:
+            raise ValueError(
+                f"mask of shape {m.shape} does not broadcast to the log-probabilities {x.shape}"
+            ) from None
+        x = np.where(m, x, 0.0)
+    return np.moveaxis(x, ax, -1)
+
+
+def _scalar(x: np.ndarray) -> np.float64 | np.ndarray:
+    x = np.asarray(x, dtype=np.float64) + 0.0
+    return x[()] if x.ndim == 0 else x
 
 
 def kl_estimate(logp: ArrayLike, ref_logp: ArrayLike, estimator: str = "k3") -> np.ndarray:

@@ -7,13 +7,21 @@ over d = ref_logp − logp from 1e-16 to 700 in magnitude.
 
 from __future__ import annotations
 
+import math
+
 import mpmath
 import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from klspec.reference import kl_divergence, kl_estimate, token_kl
+from klspec.reference import (
+    kl_divergence,
+    kl_estimate,
+    sequence_log_prob,
+    sequence_log_ratio,
+    token_kl,
+)
 from klspec.spec.oracle import relative_error
 
 BOUND = 1e-15
@@ -146,3 +154,61 @@ def test_estimators_signs_and_bad_input():
         kl_estimate(np.array([0.5, 0.25]), ref[:2], "k3")
     with pytest.raises(ValueError, match="not one of k1, k2, k3"):
         kl_estimate(logp, ref, "k4")
+
+
+# --- sequence log-probabilities ------------------------------------------------------
+
+
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    length=st.integers(1, 300),
+    spread=st.sampled_from([1e-12, 1e-6, 1.0]),
+)
+def test_sequence_sums_are_correctly_rounded(seed, length, spread):
+    """BOUND: the sums are correctly rounded (relative error <= 2**-53) against mpmath."""
+    rng = np.random.default_rng(seed)
+    logp = -rng.exponential(5.0, length)
+    ref_logp = np.minimum(logp + spread * rng.normal(size=length), 0.0)
+    with mpmath.workdps(60):
+        exact_lp = mpmath.fsum(mpmath.mpf(float(x)) for x in logp)
+        exact_ratio = mpmath.fsum(
+            mpmath.mpf(float(a)) - mpmath.mpf(float(b)) for a, b in zip(logp, ref_logp, strict=True)
+        )
+    assert relative_error(float(sequence_log_prob(logp)), exact_lp) <= 2.0**-53
+    assert relative_error(float(sequence_log_ratio(logp, ref_logp)), exact_ratio) <= 2.0**-53
+
+
+def test_masks_select_rather_than_multiply():
+    """Padding with log-probability −inf stays out of the sum; multiplying by the mask gives NaN."""
+    logp = np.array([[-0.5, -1.25, -np.inf], [-0.1, -0.2, -0.3]])
+    mask = np.array([[True, True, False], [True, True, True]])
+    with np.errstate(invalid="ignore"):
+        assert np.isnan((logp * mask).sum(axis=-1)[0])  # the bug class this guards against
+    # Correctly rounded: math.fsum, not the left-to-right sum (-0.6000000000000001).
+    np.testing.assert_array_equal(
+        sequence_log_prob(logp, mask), [-1.75, math.fsum([-0.1, -0.2, -0.3])]
+    )
+    assert sequence_log_prob(logp)[0] == -np.inf
+    np.testing.assert_array_equal(sequence_log_prob(logp.T, mask.T, axis=0), [-1.75, -0.6])
+
+
+def test_sequence_log_ratio_is_the_sum_of_token_log_ratios_and_handles_impossible_tokens():
+    logp = np.array([-1.0, -2.0, -0.5])
+    ref = np.array([-1.5, -2.0, -np.inf])
+    assert sequence_log_ratio(logp, ref) == np.inf
+    assert sequence_log_ratio(logp, ref, np.array([True, True, False])) == 0.5
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "message"),
+    [
+        (([-0.5, 0.3],), ValueError, r"token_logprobs\[1\] is 0.3 > 0"),
+        (([-0.5, -0.3], [1, 0]), TypeError, "mask has dtype"),
+        (([-0.5, -0.3], [True, False, True]), ValueError, "does not broadcast"),
+        ((-0.5,), ValueError, "0-d"),
+    ],
+    ids=["probability-passed", "int-mask", "mask-shape", "scalar"],
+)
+def test_sequence_log_prob_rejects_bad_input(args, error, message):
+    with pytest.raises(error, match=message):
+        sequence_log_prob(*args)
