@@ -79,7 +79,7 @@ def token_kl(
     a_j, b_j = np.take_along_axis(a, j, -1), np.take_along_axis(b, j, -1)
     with np.errstate(invalid="ignore", over="ignore"):
         # β_i exactly, as β_hi + β_lo: a rounded β_i = −30 would put 30 ulps of
-        # error into Q_i = e^{β_i}/Z [token.kl.accuracy].
+        # error into Q_i = e^{β_i}/Z.
         beta_hi, beta_lo = two_sum(b, -b_j)
         beta_lo = np.where(fb, beta_lo, 0.0)
         # d_i = (a_i − b_i) − (a_j − b_j) to ~1 ulp: the differences of the logits
@@ -155,6 +155,20 @@ def sequence_log_ratio(
     two sums loses digits). ``mask`` selects the response tokens as in
     :func:`sequence_log_prob`. ``ref_logp`` may be −inf (the ratio is +inf).
     """
+    d, d_lo = _log_ratio(logp, ref_logp)
+    d_hi, d_lo = -d, -d_lo  # log π − log π_ref, still exact
+    d_hi, d_lo = _select(d_hi, mask, axis), _select(d_lo, mask, axis)
+    impossible = np.isposinf(d_hi)  # π_ref gives the token probability 0
+    hi, lo = dd_sum(np.concatenate((np.where(impossible, 0.0, d_hi), d_lo), axis=-1))
+    return _scalar(np.where(impossible.any(axis=-1), np.inf, hi + lo))
+
+
+def _log_ratio(logp: ArrayLike, ref_logp: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """d = ref_logp − logp = log(π_ref/π) per token, exactly as d + d_lo, after validation.
+
+    ``d_lo`` is the rounding error of the subtraction (0 where d is infinite:
+    ref_logp = −inf gives d = −inf).
+    """
     lp = _validate_log_probs("logp", logp, allow_neg_inf=False)
     rp = _validate_log_probs("ref_logp", ref_logp, allow_neg_inf=True)
     try:
@@ -164,12 +178,8 @@ def sequence_log_ratio(
             f"the shapes of logp {lp.shape} and ref_logp {rp.shape} do not broadcast"
         ) from None
     with np.errstate(invalid="ignore"):  # ref_logp = −inf: the error term is NaN
-        d_hi, d_lo = two_sum(lp, -rp)
-    d_lo = np.where(np.isfinite(d_hi), d_lo, 0.0)
-    d_hi, d_lo = _select(d_hi, mask, axis), _select(d_lo, mask, axis)
-    impossible = np.isposinf(d_hi)  # π_ref gives the token probability 0
-    hi, lo = dd_sum(np.concatenate((np.where(impossible, 0.0, d_hi), d_lo), axis=-1))
-    return _scalar(np.where(impossible.any(axis=-1), np.inf, hi + lo))
+        d, d_lo = two_sum(rp, -lp)
+    return d, np.where(np.isfinite(d), d_lo, 0.0)
 
 
 def _select(x: np.ndarray, mask: ArrayLike | None, axis: int) -> np.ndarray:
@@ -216,18 +226,7 @@ def kl_estimate(logp: ArrayLike, ref_logp: ArrayLike, estimator: str = "k3") -> 
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator={estimator!r} is not one of {', '.join(ESTIMATORS)}")
-    lp = _validate_log_probs("logp", logp, allow_neg_inf=False)
-    rp = _validate_log_probs("ref_logp", ref_logp, allow_neg_inf=True)
-    try:
-        lp, rp = np.broadcast_arrays(lp, rp)
-    except ValueError:
-        raise ValueError(
-            f"the shapes of logp {lp.shape} and ref_logp {rp.shape} do not broadcast"
-        ) from None
-    # d = ref_logp − logp, with the rounding of the subtraction kept (d_lo) for k3 and k2.
-    with np.errstate(invalid="ignore"):  # ref_logp = −inf: d = −inf, its error term NaN
-        d, d_lo = two_sum(rp, -lp)
-    d_lo = np.where(np.isfinite(d), d_lo, 0.0)
+    d, d_lo = _log_ratio(logp, ref_logp)
     if estimator == "k1":
         out = -d
     elif estimator == "k2":
@@ -238,12 +237,11 @@ def kl_estimate(logp: ArrayLike, ref_logp: ArrayLike, estimator: str = "k3") -> 
             # d(e^d − 1 − d)/dd = expm1(d): first-order correction for the rounding of d.
             correction = np.expm1(d) * d_lo
         out = main + np.where(np.isfinite(main) & (d_lo != 0), correction, 0.0)
-    out = np.asarray(out, dtype=np.float64) + 0.0
-    return out[()] if out.ndim == 0 else out
+    return _scalar(out)
 
 
 def _expm1_minus_x(x: np.ndarray) -> np.ndarray:
-    """e^x − 1 − x >= 0 without cancellation [estimators.k3.nonnegative].
+    """e^x − 1 − x >= 0 without cancellation (k3 is never negative).
 
     x >= 0: Σ_{k>=2} x^k/k! (positive terms). x < 0: e^x·(1 + e^{|x|}(|x| − 1)) =
     e^x·Σ_{k>=2} (k−1)|x|^k/k! (positive terms). Series for |x| <= 4 (at most 40
