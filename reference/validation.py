@@ -228,8 +228,13 @@ def _validate_one(name: str, value: ArrayLike, axis: int) -> np.ndarray:
     return np.moveaxis(x, ax, -1)
 
 
-def _as_real_array(name: str, value: ArrayLike) -> np.ndarray:
-    """Rules 1-2: convert with np.asarray and refuse non-real dtypes and ragged input."""
+def _as_real_array(name: str, value: ArrayLike, *, what: str = "probabilities") -> np.ndarray:
+    """Rules 1-2: convert with np.asarray and refuse non-real dtypes and ragged input.
+
+    ``what`` names the values in the TypeError's advice (``<what> must be real
+    numbers``); other modules pass e.g. ``what="y"`` for data that are not
+    probabilities.
+    """
     try:
         arr = np.asarray(value)
     except ValueError as exc:
@@ -243,11 +248,10 @@ def _as_real_array(name: str, value: ArrayLike) -> np.ndarray:
     if arr.dtype.kind not in "iuf":
         if arr.dtype.kind == "O" and arr.ndim == 0:
             raise TypeError(
-                f"{name} has type {type(value).__name__}; "
-                "probabilities must be an array of real numbers"
+                f"{name} has type {type(value).__name__}; {what} must be an array of real numbers"
             )
         hint = _REFUSED_KINDS.get(arr.dtype.kind, "")
-        raise TypeError(f"{name} has dtype {arr.dtype}{hint}; probabilities must be real numbers")
+        raise TypeError(f"{name} has dtype {arr.dtype}{hint}; {what} must be real numbers")
     return arr
 
 
@@ -332,8 +336,8 @@ def _format_sum(s: float, off: float) -> str:
 
 
 def _position(name: str, index: tuple) -> str:
-    """``p[3, 17]`` or ``p[2, :]`` for an index tuple of ints and ``":"``."""
-    return f"{name}[{', '.join(str(i) for i in index)}]"
+    """``p[3, 17]`` or ``p[2, :]`` for an index tuple of ints and ``":"``; ``p`` if 0-d."""
+    return f"{name}[{', '.join(str(i) for i in index)}]" if index else name
 
 
 def _first_clash(shapes: Mapping[str, tuple[int, ...]]) -> tuple[str, str]:
