@@ -7,32 +7,59 @@ from collections.abc import Hashable, Iterable, Sequence
 
 import numpy as np
 
+__all__ = ["empirical_distribution"]
+
 
 def empirical_distribution(
-    samples: Iterable[Hashable], outcomes: Sequence[Hashable] | None = None
+    samples: Iterable[Hashable], support: Sequence[Hashable] | None = None
 ) -> tuple[list[Hashable], np.ndarray]:
     """Relative frequencies of ``samples``: P̂(x) = count(x) / n.
 
-    Returns ``(outcomes, probabilities)``. ``outcomes`` defaults to the distinct
-    samples in order of first appearance; pass it to fix the support (outcomes
-    never observed get probability 0). Each probability is ``count / n``
-    rounded once, so ``("H", "H", "T")`` gives exactly ``[2/3, 1/3]``.
+    Returns ``(support, probabilities)``. ``support`` defaults to the distinct
+    samples in order of first appearance; pass it to fix the outcomes and their
+    order (outcomes never observed get probability 0). Each probability is
+    ``count / n`` rounded once, so ``("H", "H", "T")`` gives exactly
+    ``[2/3, 1/3]``. This is also the maximum-likelihood categorical
+    distribution (:func:`klspec.reference.likelihood.categorical_mle`).
+
+    Raises ``ValueError`` for empty ``samples``, duplicates in ``support`` and a
+    sample that is not in ``support``.
+    """
+    support, counts, n = _count(
+        samples, support, needs="the empirical distribution", hint=" or leave support=None"
+    )
+    return support, np.array([c / n for c in counts], dtype=np.float64)
+
+
+def _count(
+    samples: Iterable[Hashable], support: Sequence[Hashable] | None, *, needs: str, hint: str = ""
+) -> tuple[list[Hashable], list[int], int]:
+    """``(support, counts, n)``: the count of each outcome of ``support``, in its order.
+
+    ``support=None`` takes the distinct samples in order of first appearance.
+    ``needs`` completes the error for empty samples: "samples is empty; <needs>
+    needs at least one sample"; ``hint`` ends the advice for a sample not in support.
     """
     samples = list(samples)
     if not samples:
-        raise ValueError("samples is empty; the empirical distribution needs at least one sample")
+        raise ValueError(f"samples is empty; {needs} needs at least one sample")
     counts = Counter(samples)
-    if outcomes is None:
-        outcomes = list(dict.fromkeys(samples))
+    if support is None:
+        support = list(counts)  # a Counter keeps the order of first appearance
     else:
-        outcomes = list(outcomes)
-        if len(set(outcomes)) != len(outcomes):
-            raise ValueError("outcomes contains duplicates; each outcome must be listed once")
-        missing = [s for s in counts if s not in set(outcomes)]
+        support = list(support)
+        seen: set[Hashable] = set()
+        for outcome in support:
+            if outcome in seen:
+                raise ValueError(
+                    f"support lists {outcome!r} more than once; each outcome must be listed once"
+                )
+            seen.add(outcome)
+        missing = [s for s in counts if s not in seen]
         if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             raise ValueError(
-                f"samples contains {missing[0]!r}, which is not in outcomes; "
-                "list every possible outcome or leave outcomes=None"
+                f"samples contains {missing[0]!r}{more}, which is not in support; "
+                f"list every possible outcome in support{hint}"
             )
-    n = len(samples)
-    return outcomes, np.array([counts.get(o, 0) / n for o in outcomes], dtype=np.float64)
+    return support, [counts.get(o, 0) for o in support], len(samples)

@@ -223,7 +223,7 @@ def test_mle_identity_on_random_samples(seed, n, k):
     samples = rng.integers(0, k, size=n)  # repeats on purpose
     q = rng.uniform(0.05, 1.0, size=k)
     q /= q.sum()
-    _, p_hat = empirical_distribution(samples.tolist(), outcomes=range(k))
+    _, p_hat = empirical_distribution(samples.tolist(), support=range(k))
     lhs = float(kl_divergence(p_hat, q))
     rhs = -float(entropy(p_hat)) - float(np.mean(np.log(q[samples])))
     assert lhs == pytest.approx(rhs, rel=1e-12, abs=1e-13)
