@@ -137,8 +137,8 @@ def sequence_log_prob(
     (double-double). Log-probabilities must be <= 0 (rounding allowed), not NaN
     or +inf; −inf is allowed (an impossible token: the sum is −inf).
     """
-    lp = _validate_log_probs("token_logprobs", token_logprobs, allow_neg_inf=True)
-    lp = _select(lp, mask, axis)
+    lp = _drop_padding(_as_real_array("token_logprobs", token_logprobs), mask)
+    lp = _tokens_last(_validate_log_probs("token_logprobs", lp, allow_neg_inf=True), axis)
     impossible = np.isneginf(lp)
     hi, lo = dd_sum(np.where(impossible, 0.0, lp))
     return _scalar(np.where(impossible.any(axis=-1), -np.inf, hi + lo))
@@ -155,9 +155,12 @@ def sequence_log_ratio(
     two sums loses digits). ``mask`` selects the response tokens as in
     :func:`sequence_log_prob`. ``ref_logp`` may be −inf (the ratio is +inf).
     """
-    d, d_lo = _log_ratio(logp, ref_logp)
-    d_hi, d_lo = -d, -d_lo  # log π − log π_ref, still exact
-    d_hi, d_lo = _select(d_hi, mask, axis), _select(d_lo, mask, axis)
+    lp, rp = _as_real_array("logp", logp), _as_real_array("ref_logp", ref_logp)
+    if mask is not None:
+        lp, rp = _broadcast_log_probs(lp, rp)
+        lp, rp = _drop_padding(lp, mask), _drop_padding(rp, mask)
+    d, d_lo = _log_ratio(lp, rp)
+    d_hi, d_lo = _tokens_last(-d, axis), _tokens_last(-d_lo, axis)  # log π − log π_ref, exact
     impossible = np.isposinf(d_hi)  # π_ref gives the token probability 0
     hi, lo = dd_sum(np.concatenate((np.where(impossible, 0.0, d_hi), d_lo), axis=-1))
     return _scalar(np.where(impossible.any(axis=-1), np.inf, hi + lo))
@@ -171,34 +174,45 @@ def _log_ratio(logp: ArrayLike, ref_logp: ArrayLike) -> tuple[np.ndarray, np.nda
     """
     lp = _validate_log_probs("logp", logp, allow_neg_inf=False)
     rp = _validate_log_probs("ref_logp", ref_logp, allow_neg_inf=True)
-    try:
-        lp, rp = np.broadcast_arrays(lp, rp)
-    except ValueError:
-        raise ValueError(
-            f"the shapes of logp {lp.shape} and ref_logp {rp.shape} do not broadcast"
-        ) from None
+    lp, rp = _broadcast_log_probs(lp, rp)
     with np.errstate(invalid="ignore"):  # ref_logp = −inf: the error term is NaN
         d, d_lo = two_sum(rp, -lp)
     return d, np.where(np.isfinite(d), d_lo, 0.0)
 
 
-def _select(x: np.ndarray, mask: ArrayLike | None, axis: int) -> np.ndarray:
-    """x with masked-out entries replaced by 0 (not multiplied), the token axis moved last."""
+def _broadcast_log_probs(lp: np.ndarray, rp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        return tuple(np.broadcast_arrays(lp, rp))
+    except ValueError:
+        raise ValueError(
+            f"the shapes of logp {lp.shape} and ref_logp {rp.shape} do not broadcast"
+        ) from None
+
+
+def _drop_padding(x: np.ndarray, mask: ArrayLike | None) -> np.ndarray:
+    """x with masked-out entries replaced by 0 (not multiplied: 0·(−inf) is NaN).
+
+    Padding holds anything (−inf, NaN, stale values), so it is dropped before the
+    values are validated.
+    """
+    if mask is None:
+        return x
+    m = np.asarray(mask)
+    if m.dtype != np.bool_:
+        raise TypeError(f"mask has dtype {m.dtype}; it must be bool (True = a response token)")
+    try:
+        m = np.broadcast_to(m, x.shape)
+    except ValueError:
+        raise ValueError(
+            f"mask of shape {m.shape} does not broadcast to the log-probabilities {x.shape}"
+        ) from None
+    return np.where(m, x, np.zeros((), dtype=x.dtype))
+
+
+def _tokens_last(x: np.ndarray, axis: int) -> np.ndarray:
     if x.ndim == 0:
         raise ValueError("log-probabilities are 0-d; a sequence needs a token axis")
-    ax = _normalise_axis(axis, "token_logprobs", x.ndim)
-    if mask is not None:
-        m = np.asarray(mask)
-        if m.dtype != np.bool_:
-            raise TypeError(f"mask has dtype {m.dtype}; it must be bool (True = a response token)")
-        try:
-            m = np.broadcast_to(m, x.shape)
-        except ValueError:
-            raise ValueError(
-                f"mask of shape {m.shape} does not broadcast to the log-probabilities {x.shape}"
-            ) from None
-        x = np.where(m, x, 0.0)
-    return np.moveaxis(x, ax, -1)
+    return np.moveaxis(x, _normalise_axis(axis, "token_logprobs", x.ndim), -1)
 
 
 def _scalar(x: np.ndarray) -> np.float64 | np.ndarray:
