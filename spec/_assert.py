@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from klspec.spec.implementations import Implementation
+from klspec.spec.implementations import ARGUMENTS, Implementation
 
 _ARGUMENT_NAMES = ("p", "q")
 
@@ -118,8 +118,10 @@ def invoke(call: str, fn: Callable[..., Any], *args: Any, **options: Any) -> Any
 
 
 def call_text(quantity: str, n_arrays: int, **options: Any) -> str:
-    """``kl(p, q)``, ``entropy(p, base=2.0)``: how a call reads in messages."""
-    args = [*_ARGUMENT_NAMES[:n_arrays], *(f"{k}={v!r}" for k, v in options.items())]
+    """``kl(p, q)``, ``entropy(p, base=2.0)``, ``k3(logp, ref_logp)``: how a call reads."""
+    names = _ARGUMENT_NAMES if quantity in ("kl", "cross_entropy") else ARGUMENTS.get(quantity)
+    names = names or _ARGUMENT_NAMES
+    args = [*names[:n_arrays], *(f"{k}={v!r}" for k, v in options.items())]
     return f"{quantity}({', '.join(args)})"
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -44,88 +44,12 @@ from klspec.spec._assert import (
     show,
     violated,
 )
+from klspec.spec._registry import REGISTERED, Check, Property, StrategySource
+from klspec.spec._registry import check as _check
 from klspec.spec.clauses import CATALOG
 from klspec.spec.implementations import Implementation
 from klspec.spec.special_cases import SPECIAL_CASES, Outcome, SpecialCase
 from klspec.spec.tolerances import TINY, U, defect, perturbation_error, value_tolerance
-
-Property = Callable[[Implementation, Any], None]
-StrategySource = st.SearchStrategy | Callable[[], st.SearchStrategy] | None
-
-
-@dataclass(frozen=True)
-class Check:
-    """One executable check of a clause.
-
-    ``name`` is unique and stable (test ids, xfail lists); ``needs`` lists the
-    quantities and capabilities the implementation must have (else the check is
-    skipped); ``strategy`` draws the input (a strategy, a zero-argument factory
-    of one, or ``None`` for a check with fixed input, run once with
-    ``case=None``); ``prop(impl, case)`` raises ``AssertionError`` on a violation.
-    """
-
-    name: str
-    clause_id: str
-    needs: frozenset[str]
-    strategy: StrategySource
-    prop: Property
-
-    def search_strategy(self) -> st.SearchStrategy | None:
-        """The strategy, built if it was given as a factory."""
-        if self.strategy is None or isinstance(self.strategy, st.SearchStrategy):
-            return self.strategy
-        return self.strategy()
-
-    @property
-    def description(self) -> str:
-        """The first line of the property's docstring."""
-        return (self.prop.__doc__ or "").strip().splitlines()[0] if self.prop.__doc__ else ""
-
-
-_REGISTERED: list[Check] = []
-
-
-def _in_clause(prop: Property, clause_id: str) -> Property:
-    """``prop`` with ``[clause_id]`` appended to its failure messages."""
-
-    @functools.wraps(getattr(prop, "func", prop))
-    def checked(impl: Implementation, case: Any) -> None:
-        __tracebackhide__ = True
-        try:
-            prop(impl, case)
-        except AssertionError as exc:
-            exc.args = (f"{exc.args[0] if exc.args else 'violated'} [{clause_id}]", *exc.args[1:])
-            raise
-
-    return checked
-
-
-def _check(
-    clause_id: str,
-    *,
-    needs: Iterable[str],
-    on: dict[str, StrategySource] | None = None,
-    name: str | None = None,
-    strategy: StrategySource = None,
-) -> Callable[[Property], Property]:
-    """Register the decorated property as one check per input, named ``clause_id[label]``.
-
-    ``on`` maps labels to strategies. Without it there is one check, named
-    ``name`` (default: the clause id), drawing from ``strategy`` (default:
-    none, a fixed input).
-    """
-
-    def register(prop: Property) -> Property:
-        checked = _in_clause(prop, clause_id)
-        if on is None:
-            checks = {name or clause_id: strategy}
-        else:
-            checks = {f"{clause_id}[{label}]": source for label, source in on.items()}
-        for check_name, source in checks.items():
-            _REGISTERED.append(Check(check_name, clause_id, frozenset(needs), source, checked))
-        return prop
-
-    return register
 
 
 def _arrays(case: Any, quantity: str) -> tuple[np.ndarray, ...]:
@@ -637,24 +561,48 @@ def kl_axis(impl: Implementation, case: Any) -> None:
     require_close(call, moved, last, tolerance, expected_text="kl(p, q)[{index}]")
 
 
-@_check("inputs.unmodified", needs=(), on={"pairs": _inputs.small_pairs})
-def inputs_unmodified(impl: Implementation, case: Any) -> None:
-    """Every function leaves its arguments unchanged, bit for bit (given writable copies)."""
-    for quantity in ("entropy", "cross_entropy", "kl"):
-        if getattr(impl, quantity) is None:
-            continue
-        originals = _arrays(case, quantity)
-        copies = [np.array(a) for a in originals]
-        call = call_text(quantity, len(copies))
-        observe(impl, quantity, *copies, call=call)
-        for name, before, after in zip("pq", originals, copies, strict=False):
-            changed = before.view(np.uint64) != after.view(np.uint64)
-            if changed.any():
-                i = int(np.flatnonzero(changed)[0])
-                violated(
-                    f"{call} changed {name}[{i}] from {show(before[i])} to {show(after[i])}, "
-                    "but should leave its arguments unchanged"
-                )
+def _unmodified(impl: Implementation, case: Any, *, quantity: str) -> None:
+    """The function leaves its arguments unchanged, bit for bit (given writable copies)."""
+    originals = tuple(case.arrays.values())
+    copies = [np.array(a) for a in originals]
+    call = call_text(quantity, len(copies))
+    observe(impl, quantity, *copies, call=call, shape=_result_shape(quantity, originals))
+    for name, before, after in zip(case.arrays, originals, copies, strict=True):
+        changed = before.view(np.uint64) != after.view(np.uint64)
+        if changed.any():
+            i = tuple(int(k) for k in np.argwhere(changed)[0])
+            at = ", ".join(map(str, i))
+            violated(
+                f"{call} changed {name}[{at}] from {show(before[i])} to {show(after[i])}, "
+                "but should leave its arguments unchanged"
+            )
+
+
+def _result_shape(quantity: str, arrays: tuple[np.ndarray, ...]) -> tuple[int, ...]:
+    if quantity in ("k1", "k2", "k3"):
+        return arrays[0].shape  # one estimate per sampled token
+    return arrays[0].shape[:-1]  # one value per row (a scalar for 1-D input)
+
+
+def _first(names: str) -> Callable[[], st.SearchStrategy]:
+    """The drawn case with only the named arrays (entropy takes p alone)."""
+    return lambda: _inputs.small_pairs().map(
+        lambda c: strategies.Case(regime=c.regime, **{n: c.arrays[n] for n in names})
+    )
+
+
+def _unmodified_inputs() -> dict[str, StrategySource]:
+    from klspec.spec import language_model_checks as lm
+
+    return {
+        "entropy": _first("p"),
+        "cross_entropy": _first("pq"),
+        "kl": _first("pq"),
+        "token_kl": lm.logit_pairs,
+        "k1": lm.sampled_tokens,
+        "k2": lm.sampled_tokens,
+        "k3": lm.sampled_tokens,
+    }
 
 
 # --- domain: what the API promises about bad input -------------------------------
@@ -775,10 +723,18 @@ for _kind, _extra in (
 
 # --- the registry -----------------------------------------------------------------
 
+# The checks of the other topics register themselves on import.
+from klspec.spec import language_model_checks, model_checks  # noqa: E402, F401
+
+for _quantity, _source in _unmodified_inputs().items():
+    _check("inputs.unmodified", needs={_quantity}, on={_quantity: _source})(
+        functools.partial(_unmodified, quantity=_quantity)
+    )
+
 _ORDER = {c.id: i for i, c in enumerate(CATALOG)}
 
 #: Every check, in catalog order.
-CHECKS: tuple[Check, ...] = tuple(sorted(_REGISTERED, key=lambda c: _ORDER[c.clause_id]))
+CHECKS: tuple[Check, ...] = tuple(sorted(REGISTERED, key=lambda c: _ORDER[c.clause_id]))
 
 _BY_NAME = {c.name: c for c in CHECKS}
 

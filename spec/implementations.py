@@ -21,12 +21,48 @@ probabilities)`` like :func:`klspec.reference.empirical_distribution`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+#: The divergences: what adapters of third-party libraries provide (the empirical
+#: distribution aside, which is declared as a capability).
+DIVERGENCES: tuple[str, ...] = ("entropy", "cross_entropy", "kl")
+
+#: Every function an implementation may provide, with the names of its arguments (how a
+#: call reads in messages: ``k3(logp, ref_logp)``). Beyond the divergences: the losses of
+#: noise models, maximum likelihood, Gaussian fits, the language-model quantities and the
+#: RLHF optimum, each called like the function of :mod:`klspec.reference` of that name.
+ARGUMENTS: dict[str, tuple[str, ...]] = {
+    "entropy": ("p",),
+    "cross_entropy": ("p", "q"),
+    "kl": ("p", "q"),
+    "empirical": ("samples",),
+    "gaussian_nll": ("y", "f", "sigma"),
+    "mse": ("y", "f"),
+    "laplace_nll": ("y", "f", "b"),
+    "mae": ("y", "f"),
+    "bernoulli_nll": ("y", "p"),
+    "poisson_nll": ("y", "rate"),
+    "categorical_mle": ("samples",),
+    "categorical_log_likelihood": ("samples", "probs", "support"),
+    "bernoulli_mle": ("y",),
+    "fit_gaussian_to_mixture": ("weights", "means", "sds"),
+    "mixture_gaussian_kl": ("weights", "means", "sds", "mean", "sd"),
+    "token_kl": ("logits_p", "logits_q"),
+    "k1": ("logp", "ref_logp"),
+    "k2": ("logp", "ref_logp"),
+    "k3": ("logp", "ref_logp"),
+    "sequence_log_prob": ("token_logprobs",),
+    "sequence_log_ratio": ("logp", "ref_logp"),
+    "rlhf_optimal_policy": ("ref_probs", "rewards", "beta"),
+    "rlhf_objective": ("policy", "ref_probs", "rewards", "beta"),
+    "rlhf_optimal_value": ("ref_probs", "rewards", "beta"),
+}
+
 #: The functions an implementation may provide (the empirical distribution aside).
-QUANTITIES: tuple[str, ...] = ("entropy", "cross_entropy", "kl")
+QUANTITIES: tuple[str, ...] = tuple(q for q in ARGUMENTS if q != "empirical")
 
 #: Conventions an implementation may declare, and what each promises.
 CAPABILITIES: dict[str, str] = {
@@ -52,6 +88,26 @@ class Implementation:
     entropy: Callable[..., Any] | None = None
     cross_entropy: Callable[..., Any] | None = None
     empirical: Callable[..., Any] | None = None
+    gaussian_nll: Callable[..., Any] | None = None
+    mse: Callable[..., Any] | None = None
+    laplace_nll: Callable[..., Any] | None = None
+    mae: Callable[..., Any] | None = None
+    bernoulli_nll: Callable[..., Any] | None = None
+    poisson_nll: Callable[..., Any] | None = None
+    categorical_mle: Callable[..., Any] | None = None
+    categorical_log_likelihood: Callable[..., Any] | None = None
+    bernoulli_mle: Callable[..., Any] | None = None
+    fit_gaussian_to_mixture: Callable[..., Any] | None = None
+    mixture_gaussian_kl: Callable[..., Any] | None = None
+    token_kl: Callable[..., Any] | None = None
+    k1: Callable[..., Any] | None = None
+    k2: Callable[..., Any] | None = None
+    k3: Callable[..., Any] | None = None
+    sequence_log_prob: Callable[..., Any] | None = None
+    sequence_log_ratio: Callable[..., Any] | None = None
+    rlhf_optimal_policy: Callable[..., Any] | None = None
+    rlhf_objective: Callable[..., Any] | None = None
+    rlhf_optimal_value: Callable[..., Any] | None = None
     capabilities: frozenset[str] = field(default_factory=frozenset)
     description: str = ""
     #: Keyword options that rebuild it from its name as a target (``signature=...``), for
@@ -90,7 +146,7 @@ class Implementation:
 
     def function(self, quantity: str) -> Callable[..., Any]:
         """The function computing ``quantity``; ``LookupError`` if it has none."""
-        fn = getattr(self, quantity) if quantity in (*QUANTITIES, "empirical") else None
+        fn = getattr(self, quantity) if quantity in ARGUMENTS else None
         if fn is None:
             raise LookupError(f"implementation {self.name!r} has no {quantity}")
         return fn
@@ -106,6 +162,26 @@ def reference_implementation() -> Implementation:
         entropy=reference.entropy,
         cross_entropy=reference.cross_entropy,
         empirical=reference.empirical_distribution,
+        token_kl=reference.token_kl,
+        k1=functools.partial(reference.kl_estimate, estimator="k1"),
+        k2=functools.partial(reference.kl_estimate, estimator="k2"),
+        k3=functools.partial(reference.kl_estimate, estimator="k3"),
+        sequence_log_prob=reference.sequence_log_prob,
+        sequence_log_ratio=reference.sequence_log_ratio,
+        gaussian_nll=reference.gaussian_nll,
+        mse=reference.mse,
+        laplace_nll=reference.laplace_nll,
+        mae=reference.mae,
+        bernoulli_nll=reference.bernoulli_nll,
+        poisson_nll=reference.poisson_nll,
+        categorical_mle=reference.categorical_mle,
+        categorical_log_likelihood=reference.categorical_log_likelihood,
+        bernoulli_mle=reference.bernoulli_mle,
+        fit_gaussian_to_mixture=reference.fit_gaussian_to_mixture,
+        mixture_gaussian_kl=reference.mixture_gaussian_kl,
+        rlhf_optimal_policy=reference.rlhf_optimal_policy,
+        rlhf_objective=reference.rlhf_objective,
+        rlhf_optimal_value=reference.rlhf_optimal_value,
         capabilities=frozenset(CAPABILITIES),
         description="klspec.reference: exact in every numerical regime",
     )

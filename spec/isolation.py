@@ -42,9 +42,9 @@ from typing import Any
 
 import hypothesis
 
-from klspec.spec._assert import NoResult, call_text
+from klspec.spec._assert import NoResult
 from klspec.spec.checks import Check
-from klspec.spec.implementations import QUANTITIES, Implementation
+from klspec.spec.implementations import ARGUMENTS, Implementation
 
 #: Extra seconds the parent waits past the timeout before killing a worker stuck in a call.
 GRACE = 2.0
@@ -65,7 +65,7 @@ def can_isolate() -> bool:
     return "fork" in multiprocessing.get_all_start_methods()
 
 
-_CALLS = (*QUANTITIES, "empirical")
+_CALLS = tuple(ARGUMENTS)
 
 
 class _Clock:
@@ -102,9 +102,7 @@ class _Clock:
         if index < 0:
             return "the implementation"
         name = _CALLS[index]
-        if name == "empirical":
-            return "empirical(samples)"
-        return call_text(name, 1 if name == "entropy" else 2)
+        return f"{name}({', '.join(ARGUMENTS[name])})"
 
 
 @dataclasses.dataclass
@@ -123,9 +121,7 @@ class _Guard:
         self.timed_out = False
 
     def wrap(self, impl: Implementation) -> Implementation:
-        functions = {q: self._guarded(getattr(impl, q), q) for q in QUANTITIES if getattr(impl, q)}
-        if impl.empirical is not None:
-            functions["empirical"] = self._guarded(impl.empirical, "empirical")
+        functions = {q: self._guarded(getattr(impl, q), q) for q in ARGUMENTS if getattr(impl, q)}
         return dataclasses.replace(impl, **functions)
 
     def _guarded(self, fn: Callable[..., Any], quantity: str) -> Callable[..., Any]:

@@ -244,7 +244,10 @@ def run_check(
             if strategy is None:
                 test(None)
             else:
-                _hypothesis_test(test, strategy, settings or PROFILES["default"], seed)()
+                base = settings or PROFILES["default"]
+                if check.max_examples is not None and base.max_examples > check.max_examples:
+                    base = hypothesis.settings(base, max_examples=check.max_examples)
+                _hypothesis_test(test, strategy, base, seed)()
         except _ShrinkLimit:
             trace.last, failure = trace.failure
             raise failure from None

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.special
 import scipy.stats
+from model_implementations_under_test import ACCEPTED_MODELS, BROKEN_MODELS
 
 from klspec.spec import Implementation
 
@@ -73,7 +74,7 @@ SCIPY_STATS_ENTROPY = Implementation(
     capabilities=CONVENTIONS,
 )
 
-ACCEPTED = (TEXTBOOK, SCIPY_STATS_ENTROPY)
+ACCEPTED = (TEXTBOOK, SCIPY_STATS_ENTROPY, *ACCEPTED_MODELS)
 
 #: Correct within rounding, yet negative on nearly equal inputs (the headline finding).
 UNCLAMPED = Implementation(
@@ -151,6 +152,16 @@ def writes_log_into_q(p, q):
     log_q = np.log(q, out=q)  # saves an allocation, clobbers the caller's q
     P = _normalised(p)
     return np.maximum(np.sum(np.where(P > 0, P * (np.log(np.where(P > 0, P, 1)) - log_q), 0)), 0)
+
+
+def entropy_writes_log_into_p(p):
+    log_p = np.log(p, out=p, where=p > 0)
+    return -np.sum(np.where(p > 0, _normalised(np.exp(log_p)) * log_p, 0.0), axis=-1)
+
+
+def cross_entropy_writes_log_into_q(p, q):
+    log_q = np.log(q, out=q)
+    return -np.sum(_normalised(p) * log_q, axis=-1)
 
 
 def torch_mean_reduction(p, q):
@@ -341,8 +352,11 @@ BROKEN: dict[str, tuple[Implementation, ...]] = {
     "batching.rowwise": (FIRST_ROW,),
     "batching.rowwise[kl]": (FIRST_ROW, TORCH_MEAN),
     "batching.axis": (AXIS_IGNORED,),
-    "inputs.unmodified": (WRITES_INPUT,),
+    "inputs.unmodified[kl]": (WRITES_INPUT,),
+    "inputs.unmodified[entropy]": (_entropy(entropy_writes_log_into_p),),
+    "inputs.unmodified[cross_entropy]": (_cross_entropy(cross_entropy_writes_log_into_q),),
     "domain.validation": (NO_VALIDATION, VAGUE_ERRORS),
+    **BROKEN_MODELS,
 }
 
 

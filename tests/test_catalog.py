@@ -10,10 +10,11 @@ from implementations_under_test import broken_for
 
 from klspec.spec import CATALOG, CHECKS, clause
 from klspec.spec.checks import check_named, checks_for
-from klspec.spec.clauses import KINDS, QUANTITIES
+from klspec.spec.clauses import KINDS, TOPICS
+from klspec.spec.implementations import ARGUMENTS
 from klspec.spec.special_cases import SPECIAL_CASES
 
-ID = re.compile(r"^[a-z_]+(\.[a-z_]+)+$")
+ID = re.compile(r"^[a-z_]+(\.[a-z_][a-z0-9_]*)+$")
 
 
 def test_clause_ids_are_unique_and_well_formed():
@@ -26,7 +27,8 @@ def test_clause_ids_are_unique_and_well_formed():
 @pytest.mark.parametrize("c", CATALOG, ids=lambda c: c.id)
 def test_clause_fields(c):
     assert c.kind in KINDS
-    assert set(c.quantities) <= set(QUANTITIES)
+    assert set(c.quantities) <= set(ARGUMENTS)
+    assert c.topic in TOPICS
     assert c.statement
     assert "\n" not in c.statement
     assert clause(c.id) is c
@@ -37,9 +39,17 @@ def test_unknown_clause_names_close_matches():
         clause("kl.nonnegativ")
 
 
-def test_catalog_is_grouped_by_kind_in_reading_order():
-    kinds = [c.kind for c in CATALOG]
-    assert kinds == sorted(kinds, key=KINDS.index)
+def test_catalog_is_grouped_by_topic_then_kind_in_reading_order():
+    order = [(TOPICS.index(c.topic), KINDS.index(c.kind)) for c in CATALOG]
+    assert order == sorted(order)
+
+
+def test_topics_name_every_function():
+    from klspec.spec.clauses import TOPIC_FUNCTIONS
+
+    assert list(TOPIC_FUNCTIONS) == list(TOPICS)
+    named = [q for functions in TOPIC_FUNCTIONS.values() for q in functions]
+    assert sorted(named) == sorted(ARGUMENTS)  # each function in exactly one topic
 
 
 def test_check_names_are_unique():

@@ -1,0 +1,103 @@
+"""The registry of checks: :class:`Check`, and the decorator that registers a property.
+
+Check modules (:mod:`klspec.spec.checks` for the divergences, and the modules it
+imports for models and language models) decorate plain properties with
+:func:`check`; :data:`klspec.spec.checks.CHECKS` orders what they registered by
+the catalog. Kept apart from the check modules so that they can share it without
+importing each other.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import strategies as st
+
+from klspec.spec.implementations import Implementation
+
+Property = Callable[[Implementation, Any], None]
+StrategySource = st.SearchStrategy | Callable[[], st.SearchStrategy] | None
+
+
+@dataclass(frozen=True)
+class Check:
+    """One executable check of a clause.
+
+    ``name`` is unique and stable (test ids, xfail lists); ``needs`` lists the
+    quantities and capabilities the implementation must have (else the check is
+    skipped); ``strategy`` draws the input (a strategy, a zero-argument factory
+    of one, or ``None`` for a check with fixed input, run once with
+    ``case=None``); ``prop(impl, case)`` raises ``AssertionError`` on a violation.
+    """
+
+    name: str
+    clause_id: str
+    needs: frozenset[str]
+    strategy: StrategySource
+    prop: Property
+    #: A cap on the examples per run, for checks whose oracle is costly (quadrature).
+    max_examples: int | None = None
+
+    def search_strategy(self) -> st.SearchStrategy | None:
+        """The strategy, built if it was given as a factory."""
+        if self.strategy is None or isinstance(self.strategy, st.SearchStrategy):
+            return self.strategy
+        return self.strategy()
+
+    @property
+    def description(self) -> str:
+        """The first line of the property's docstring."""
+        return (self.prop.__doc__ or "").strip().splitlines()[0] if self.prop.__doc__ else ""
+
+
+REGISTERED: list[Check] = []
+
+
+def _in_clause(prop: Property, clause_id: str) -> Property:
+    """``prop`` with ``[clause_id]`` appended to its failure messages."""
+
+    @functools.wraps(getattr(prop, "func", prop))
+    def checked(impl: Implementation, case: Any) -> None:
+        __tracebackhide__ = True
+        try:
+            prop(impl, case)
+        except AssertionError as exc:
+            exc.args = (f"{exc.args[0] if exc.args else 'violated'} [{clause_id}]", *exc.args[1:])
+            raise
+
+    return checked
+
+
+def check(
+    clause_id: str,
+    *,
+    needs: Iterable[str],
+    on: dict[str, StrategySource] | None = None,
+    name: str | None = None,
+    strategy: StrategySource = None,
+    max_examples: int | None = None,
+) -> Callable[[Property], Property]:
+    """Register the decorated property as one check per input, named ``clause_id[label]``.
+
+    ``on`` maps labels to strategies. Without it there is one check, named
+    ``name`` (default: the clause id), drawing from ``strategy`` (default:
+    none, a fixed input). ``max_examples`` caps the examples of a costly check
+    (its oracle integrates numerically, say), whatever the profile asks for.
+    """
+
+    def register(prop: Property) -> Property:
+        checked = _in_clause(prop, clause_id)
+        if on is None:
+            checks = {name or clause_id: strategy}
+        else:
+            checks = {f"{clause_id}[{label}]": source for label, source in on.items()}
+        for check_name, source in checks.items():
+            REGISTERED.append(
+                Check(check_name, clause_id, frozenset(needs), source, checked, max_examples)
+            )
+        return prop
+
+    return register
