@@ -313,6 +313,57 @@ def torch_kl_div_log_target() -> Implementation:
     )
 
 
+def _torch_token_kl(dtype_name: str):
+    import torch
+    import torch.nn.functional as F
+
+    dtype = getattr(torch, dtype_name)
+
+    def token_kl(logits_p, logits_q):
+        log_p = F.log_softmax(logits_p.to(dtype), dim=-1)
+        log_q = F.log_softmax(logits_q.to(dtype), dim=-1)
+        return F.kl_div(log_q, log_p, reduction="none", log_target=True).sum(-1).double()
+
+    return token_kl
+
+
+@_adapter("torch.kl_div.logits", "torch")
+def torch_kl_div_logits() -> Implementation:
+    """Per-token KL from logits as RLHF code writes it in torch, in float64.
+
+    F.kl_div(F.log_softmax(logits_q, -1), F.log_softmax(logits_p, -1),
+    reduction='none', log_target=True).sum(-1): KL(softmax(p)‖softmax(q)) per
+    position. Conventions: log_softmax subtracts the row's logsumexp; the terms
+    exp(log P)·(log P − log Q) are summed over the vocabulary; no clamp. The
+    adapter hands it float64 logits of shape (positions, vocabulary).
+    """
+    return wrap(
+        _torch_token_kl("float64"),
+        name="torch.kl_div.logits",
+        quantity="token-kl",
+        array="torch",
+        description="F.kl_div(log_softmax(b), log_softmax(a), log_target=True).sum(-1), float64",
+    )
+
+
+@_adapter("torch.kl_div.logits.float32", "torch")
+def torch_kl_div_logits_float32() -> Implementation:
+    """The same per-token KL from logits, computed in float32 (how models usually run it).
+
+    Conventions: as torch.kl_div.logits, but the logits are cast to float32
+    first and the result back to float64: the matrix shows what float32 costs
+    (values off by ~1e-7 relative to the logits' size, negative KL on nearly
+    equal rows).
+    """
+    return wrap(
+        _torch_token_kl("float32"),
+        name="torch.kl_div.logits.float32",
+        quantity="token-kl",
+        array="torch",
+        description="F.kl_div(log_softmax(b), log_softmax(a), log_target=True).sum(-1), float32",
+    )
+
+
 @_adapter("torch.distributions", "torch")
 def torch_distributions() -> Implementation:
     """torch.distributions.kl_divergence(Categorical(probs=p), Categorical(probs=q)); .entropy().
@@ -418,6 +469,33 @@ def optax_kl_divergence_with_log_targets() -> Implementation:
         array="jax",
         batched=True,
         description="optax.losses.kl_divergence_with_log_targets(log q, log p), float64",
+    )
+
+
+@_adapter("optax.kl_divergence_with_log_targets.logits", "optax")
+def optax_token_kl_from_logits() -> Implementation:
+    """Per-token KL from logits with optax: kl_divergence_with_log_targets of log_softmaxes.
+
+    optax.losses.kl_divergence_with_log_targets(jax.nn.log_softmax(logits_q),
+    jax.nn.log_softmax(logits_p)), summed over the last axis: KL(softmax(p)‖
+    softmax(q)) per position. Conventions: log_softmax over the last axis, the
+    terms exp(log P)·(log P − log Q) summed, no clamp. The adapter hands it
+    float64 jax arrays of shape (positions, vocabulary).
+    """
+    import jax
+    import optax
+
+    def token_kl(logits_p, logits_q):
+        return optax.losses.kl_divergence_with_log_targets(
+            jax.nn.log_softmax(logits_q, axis=-1), jax.nn.log_softmax(logits_p, axis=-1)
+        )
+
+    return wrap(
+        token_kl,
+        name="optax.kl_divergence_with_log_targets.logits",
+        quantity="token-kl",
+        array="jax",
+        description="optax kl_divergence_with_log_targets(log_softmax(b), log_softmax(a)), float64",
     )
 
 

@@ -93,7 +93,9 @@ def check(
 def clause_line(result: ClauseResult, width: int) -> str:
     """``PASS   kl.nonnegative   (2 checks, 200 examples)   0.3s``: one clause, as it completes."""
     n = len(result.results)
-    if result.status == "skip":
+    if not result.results:
+        detail = "(no checks)"
+    elif result.status == "skip":
         detail = f"({result.results[0].reason})"
     else:
         level = "advisory, " if result.clause.level == "advisory" else ""

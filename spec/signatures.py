@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from klspec.spec.implementations import Implementation
+from klspec.spec.implementations import ARGUMENTS, Implementation
 
 #: The names a signature may use, and what each argument receives.
 VOCABULARY: dict[str, str] = {
@@ -75,7 +75,18 @@ QUANTITIES: dict[str, tuple[str, str]] = {
     "kl": ("kl", "f(p, q)"),
     "entropy": ("entropy", "f(p)"),
     "cross-entropy": ("cross_entropy", "f(p, q)"),
+    "token-kl": ("token_kl", "f(logits_p, logits_q)"),
+    "k1": ("k1", "f(logp, ref_logp)"),
+    "k2": ("k2", "f(logp, ref_logp)"),
+    "k3": ("k3", "f(logp, ref_logp)"),
 }
+
+#: Quantities whose arguments are handed over as the checks draw them (no p/q forms):
+#: the signature names each of the quantity's arguments once, in any order or as keywords.
+#: ``token-kl`` gets logits of shape (positions, vocabulary) and returns one KL per
+#: position; ``k1``, ``k2``, ``k3`` get the log-probabilities of sampled tokens under π
+#: and π_ref (1-D) and return one estimate per token.
+DIRECT: frozenset[str] = frozenset({"token-kl", "k1", "k2", "k3"})
 
 
 class SignatureError(ValueError):
@@ -89,22 +100,43 @@ class Signature:
     text: str
     positional: tuple[str, ...]
     keywords: tuple[tuple[str, str], ...] = ()
+    #: Whether the arguments are handed over as drawn (:data:`DIRECT`), not made from p, q.
+    direct: bool = False
 
     @property
     def forms(self) -> tuple[str, ...]:
         """Every vocabulary name used, positional first."""
         return (*self.positional, *(v for _, v in self.keywords))
 
-    def arguments(self, p: np.ndarray, q: np.ndarray | None) -> tuple[list, dict]:
-        """The positional and keyword arguments, as float64 numpy arrays."""
-        made = {form: _form(form, p, q) for form in self.forms}
+    def arguments(self, named: dict[str, np.ndarray]) -> tuple[list, dict]:
+        """The positional and keyword arguments, as fresh float64 numpy arrays.
+
+        ``named`` holds the quantity's own arguments (``p`` and ``q``, or those of a
+        :data:`DIRECT` quantity, e.g. ``logp`` and ``ref_logp``).
+        """
+        made = {form: self.make(form, named) for form in self.forms}
         return [made[f] for f in self.positional], {k: made[v] for k, v in self.keywords}
+
+    def make(self, form: str, named: dict[str, np.ndarray]) -> np.ndarray:
+        """The array an argument of this form receives (a fresh float64 copy)."""
+        if self.direct:
+            return np.array(named[form], dtype=np.float64)
+        return _form(form, named["p"], named.get("q"))
+
+    def source(self, form: str) -> str:
+        """Which of the quantity's arguments a form is made from."""
+        return form if self.direct else ("p" if form.endswith("p") else "q")
+
+    def inverse(self, form: str, x: np.ndarray) -> np.ndarray:
+        """What the quantity's argument would be, given this form's array."""
+        return x if self.direct else _inverse(form, x)
 
 
 def parse_signature(text: str, quantity: str = "kl") -> Signature:
     """Parse ``"f(log_q, p)"`` for ``quantity``; :class:`SignatureError` says what is wrong."""
     if quantity not in QUANTITIES:
         raise SignatureError(f"unknown quantity {quantity!r}; use one of {', '.join(QUANTITIES)}")
+    vocabulary = ARGUMENTS[QUANTITIES[quantity][0]] if quantity in DIRECT else tuple(VOCABULARY)
     try:
         call = ast.parse(text.strip(), mode="eval").body
     except SyntaxError:
@@ -115,15 +147,21 @@ def parse_signature(text: str, quantity: str = "kl") -> Signature:
         )
     positional, keywords = [], []
     for node in call.args:
-        positional.append(_vocabulary_name(node, text))
+        positional.append(_vocabulary_name(node, text, vocabulary))
     for kw in call.keywords:
         if kw.arg is None:
             raise SignatureError(f"signature {text!r}: ** arguments are not supported")
-        keywords.append((kw.arg, _vocabulary_name(kw.value, text)))
-    sig = Signature(text.strip(), tuple(positional), tuple(keywords))
+        keywords.append((kw.arg, _vocabulary_name(kw.value, text, vocabulary)))
+    sig = Signature(text.strip(), tuple(positional), tuple(keywords), quantity in DIRECT)
     forms = sig.forms
     if len(set(forms)) != len(forms):
         raise SignatureError(f"signature {text!r} names an argument twice")
+    if sig.direct:
+        if set(forms) != set(vocabulary):
+            raise SignatureError(
+                f"signature {text!r} for {quantity} must take {' and '.join(vocabulary)}"
+            )
+        return sig
     of_p = [f for f in forms if f.endswith("p")]
     of_q = [f for f in forms if f.endswith("q")]
     wants_q = quantity != "entropy"
@@ -133,12 +171,12 @@ def parse_signature(text: str, quantity: str = "kl") -> Signature:
     return sig
 
 
-def _vocabulary_name(node: ast.expr, text: str) -> str:
-    if isinstance(node, ast.Name) and node.id in VOCABULARY:
+def _vocabulary_name(node: ast.expr, text: str, vocabulary: tuple[str, ...]) -> str:
+    if isinstance(node, ast.Name) and node.id in vocabulary:
         return node.id
     shown = ast.unparse(node)
     raise SignatureError(
-        f"signature {text!r}: unknown argument {shown!r}; use {', '.join(VOCABULARY)}"
+        f"signature {text!r}: unknown argument {shown!r}; use {', '.join(vocabulary)}"
     )
 
 
@@ -225,14 +263,15 @@ def float64_mode(array: str) -> Iterator[None]:
 
 
 def call_with(
-    fn: Callable[..., Any], signature: Signature, array: str, p: np.ndarray, q: np.ndarray | None
+    fn: Callable[..., Any], signature: Signature, array: str, named: dict[str, np.ndarray]
 ) -> Any:
-    """Call ``fn`` as ``signature`` says, on ``array``-typed copies of p (and q).
+    """Call ``fn`` as ``signature`` says, on ``array``-typed copies of the ``named`` arguments.
 
-    Writes into its arguments are copied back into writable ``p``/``q`` (see
-    the module docs); the result is converted by :func:`from_result`.
+    ``named`` holds the quantity's arguments (p and q, say). Writes into the
+    copies are copied back into the writable ones among them (see the module
+    docs); the result is converted by :func:`from_result`.
     """
-    args, kwargs = signature.arguments(p, q)
+    args, kwargs = signature.arguments(named)
     forms = signature.forms
     snapshots = [a.copy() for a in (*args, *kwargs.values())]
     with float64_mode(array):
@@ -243,10 +282,10 @@ def call_with(
         after = _as_numpy(after)
         if after is None or after.shape != before.shape:
             continue
-        source = p if form.endswith("p") else q
+        source = named[signature.source(form)]
         changed = before.view(np.uint64) != np.ascontiguousarray(after).view(np.uint64)
-        if changed.any() and source.flags.writeable:
-            source[changed] = _inverse(form, after)[changed]
+        if changed.any() and isinstance(source, np.ndarray) and source.flags.writeable:
+            source[changed] = signature.inverse(form, after)[changed]
     return result
 
 
@@ -273,16 +312,10 @@ def wrap(
     if array not in ARRAYS:
         raise SignatureError(f"unknown array type {array!r}; use one of {', '.join(ARRAYS)}")
     field = QUANTITIES[quantity][0]
+    names = ARGUMENTS[field]
 
-    if field == "entropy":
-
-        def call(p, **_):
-            return call_with(fn, sig, array, p, None)
-
-    else:
-
-        def call(p, q, **_):
-            return call_with(fn, sig, array, p, q)
+    def call(*arrays, **_):
+        return call_with(fn, sig, array, dict(zip(names, arrays, strict=True)))
 
     call.__name__ = getattr(fn, "__name__", "function")
     call.__doc__ = f"{name} called as {sig.text} on {ARRAYS[array][1]}"

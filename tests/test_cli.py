@@ -59,7 +59,7 @@ def test_unknown_clause_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["check", "--clause", "kl.nonnegativ"])
     assert exit_info.value.code == 2
-    assert "unknown clause 'kl.nonnegativ'; did you mean kl.nonnegative?" in capsys.readouterr().err
+    assert "unknown clause 'kl.nonnegativ'; did you mean kl.nonnegative" in capsys.readouterr().err
 
 
 def test_a_failing_clause_exits_1_and_reports_how_to_reproduce(monkeypatch):
