@@ -138,7 +138,7 @@ def _docs(args: argparse.Namespace, out: TextIO) -> int:
         out.write("docs are current\n" if not stale else "run `klspec docs` to regenerate\n")
         return 1 if stale else 0
     written = documentation.write(args.out)
-    out.write(f"wrote {len(written)} pages under {args.out}/ (index.md, proofs/)\n")
+    out.write(f"wrote {len(written)} pages under {args.out}/ (index.md, worked pages, proofs/)\n")
     return 0
 
 

@@ -2,8 +2,10 @@
 
 ``klspec docs`` writes, and the test suite compares against, exactly what
 :func:`pages` returns: docs/index.md (what klspec is, a reading order that follows
-the post, the clause catalog as a table) and docs/proofs/ (one page per
-derivation, rendered with the level the checker reached). Nothing here is
+the post, the clause catalog as tables by topic), the worked pages with numbers
+computed by the reference (:mod:`klspec.spec.model_docs`: fits.md,
+language_models.md, rlhf.md) and docs/proofs/ (one page per derivation,
+rendered with the level the checker reached). Nothing here is
 written by hand, so the docs cannot drift from the code: a test fails when
 docs/ is out of date. docs/conformance.md is generated separately by
 ``klspec matrix``.
@@ -15,7 +17,7 @@ from functools import cache
 from pathlib import Path
 
 from klspec.spec.checks import checks_for
-from klspec.spec.clauses import CATALOG, Clause, derivation_clauses
+from klspec.spec.clauses import CATALOG, TOPICS, Clause, derivation_clauses
 
 #: The reading order, following the post: (section title, what it argues, derivation ids,
 #: clause ids). Derivation ids are without the ``derivation.`` prefix.
@@ -29,7 +31,17 @@ READING_ORDER: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
         "Bradley–Terry), Laplace noise gives absolute error, Poisson counts give the "
         "Poisson deviance.",
         ("gaussian_nll_mse", "bernoulli_nll_bce", "laplace_nll_mae", "poisson_nll_deviance"),
-        (),
+        (
+            "noise.gaussian_nll",
+            "noise.mse",
+            "noise.gaussian_mle_is_least_squares",
+            "noise.laplace_nll",
+            "noise.mae",
+            "noise.laplace_mle_is_least_absolute",
+            "noise.bernoulli_nll",
+            "noise.bernoulli_logits",
+            "noise.poisson_nll",
+        ),
     ),
     (
         "What KL measures",
@@ -61,16 +73,31 @@ READING_ORDER: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
         "maximises the likelihood is the θ that minimises KL from the data to the "
         "model. For coin flips the optimum is the observed frequency.",
         ("mle_forward_kl", "mle_bernoulli"),
-        ("example.coin_flips",),
+        (
+            "example.coin_flips",
+            "mle.likelihood_plus_kl",
+            "mle.argmin_kl_is_argmax_likelihood",
+            "mle.categorical",
+            "mle.bernoulli",
+            "mle.misspecified_gaussian",
+        ),
     ),
     (
         "Forward against reverse KL",
         "The direction decides what a fit does. Minimising KL(P‖Q) over Gaussians Q "
         "matches P's mean and variance, so a single Gaussian fitted to two modes at ±3 "
         "sits between them as N(0, 10), covering both. Minimising KL(Q‖P) instead locks "
-        "onto one mode; that part is shown numerically, not proved.",
+        "onto one mode; that part is shown numerically, not proved, on the worked page "
+        "[Forward against reverse KL](fits.md), which also shows a third, symmetric local "
+        "minimum of the reverse fit.",
         ("gaussian_kl", "moment_matching"),
-        (),
+        (
+            "fit.divergence_value",
+            "fit.forward_moment_matching",
+            "fit.minimum",
+            "fit.reverse_mode_seeking",
+            "fit.symmetric_stationary_point",
+        ),
     ),
     (
         "KL in RLHF",
@@ -78,9 +105,29 @@ READING_ORDER: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
         "probabilities, so its log-ratio against a reference model is a sum of "
         "per-token log-ratios, and the sequence-level KL is the expected sum of "
         "per-token KLs. The KL-regularised objective E_π[r] − β KL(π‖π_ref) equals "
-        "β log Z − β KL(π‖π*), so its optimum is π* ∝ π_ref·e^{r/β}.",
+        "β log Z − β KL(π‖π*), so its optimum is π* ∝ π_ref·e^{r/β}. Worked pages: "
+        "[KL for language models](language_models.md) (per-token KL from logits, the "
+        "k1/k2/k3 estimators) and [the RLHF optimum](rlhf.md).",
         ("autoregressive_log_ratio", "kl_chain_rule", "rlhf_optimum"),
-        ("kl.chain_rule",),
+        (
+            "kl.chain_rule",
+            "sequence.log_prob",
+            "sequence.log_ratio",
+            "sequence.kl_chain_rule",
+            "token_kl.definition",
+            "token_kl.nonnegative",
+            "token_kl.shift_invariant",
+            "estimator.definitions",
+            "estimator.unbiased",
+            "estimator.k3_nonnegative",
+            "estimator.k2_bias",
+            "estimator.k1_sign",
+            "estimator.gradients",
+            "rlhf.optimal_policy",
+            "rlhf.optimum_beats_every_policy",
+            "rlhf.support",
+            "rlhf.beta_limits",
+        ),
     ),
 )
 
@@ -120,6 +167,9 @@ def index_page(derivation_titles: dict[str, str]) -> str:
         "- [Proofs](proofs/README.md): the derivations, with the level each step reached.",
         "- [Conformance](conformance.md): how scipy, torch, jax, optax and keras fare "
         "against the clauses.",
+        "- Worked pages, every number computed by the reference: "
+        "[forward against reverse KL](fits.md), [KL for language models](language_models.md), "
+        "[the RLHF optimum](rlhf.md).",
         "",
         "## Reading order",
         "",
@@ -138,12 +188,17 @@ def index_page(derivation_titles: dict[str, str]) -> str:
         "has one, are derived from the inputs' conditioning and documented in the "
         "clause's notes (`klspec.spec.tolerances`).",
         "",
-        "| clause | kind | statement | formula | checks |",
-        "|---|---|---|---|---|",
     ]
-    out += [_clause_row(c) for c in CATALOG]
+    for topic in TOPICS:
+        out += [
+            f"### {topic.capitalize() if topic != 'rlhf' else 'RLHF'}",
+            "",
+            "| clause | kind | statement | formula | checks |",
+            "|---|---|---|---|---|",
+        ]
+        out += [_clause_row(c) for c in CATALOG if c.topic == topic]
+        out.append("")
     out += [
-        "",
         "## Derivation clauses",
         "",
         "What the derivations establish about the mathematics, checked by `klspec prove` "
@@ -172,7 +227,14 @@ def pages() -> dict[str, str]:
 
     results = run()
     titles = {r.derivation.id.removeprefix("derivation."): r.derivation.title for r in results}
-    out = {"index.md": index_page(titles)}
+    from klspec.spec.model_docs import fits_page, language_models_page, rlhf_page
+
+    out = {
+        "index.md": index_page(titles),
+        "fits.md": fits_page(),
+        "language_models.md": language_models_page(),
+        "rlhf.md": rlhf_page(),
+    }
     out.update({f"proofs/{name}": text for name, text in proof_pages(results).items()})
     return out
 
