@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from klspec.spec.adapters import ADAPTERS, library_versions
-from klspec.spec.clauses import CATALOG, clause
+from klspec.spec.clauses import CATALOG, TOPICS, clause
 
 #: Libraries whose versions decide every row (the search and the oracle).
 ENVIRONMENT = ("hypothesis", "numpy", "mpmath", "scipy")
@@ -184,24 +184,12 @@ def render(data: dict[str, Any]) -> str:
         "✓ passes · ✗ fails a required clause · ⚠ misses an advisory clause (reported, "
         "does not fail a run) · – not applicable (the implementation lacks what the clause "
         "needs). Each ✗ and ⚠ links to the counterexample and the explanation below. "
-        "Reproduce any row with `klspec check TARGET`.",
+        "Reproduce any row with `klspec check TARGET`. One table per topic of the catalog, "
+        "with the implementations that have something in it (the reference has everything).",
         "",
     ]
-    columns = [c.id for c in CATALOG if any(c.id in r["clauses"] for r in ran)]
-    lines.append("| implementation | " + " | ".join(f"`{c}`" for c in columns) + " |")
-    lines.append("|---|" + "---|" * len(columns))
-    for row in ran:
-        cells = []
-        for cid in columns:
-            cell = row["clauses"].get(cid, {"verdict": "skip"})
-            mark = _MARK[cell["verdict"]]
-            if cell.get("failures"):
-                mark = f"[{mark}](#{_anchor(row['target'], cid)})"
-            cells.append(mark)
-        lines.append(
-            f"| [`{row['target']}`](#{_anchor(row['target'])}) | " + " | ".join(cells) + " |"
-        )
-    lines.append("")
+    for topic in TOPICS:
+        lines += _topic_table(topic, ran)
     not_run = [r for r in rows if not r.get("clauses")]
     kept = [r for r in ran if r.get("kept")]
     if not_run or kept:
@@ -219,6 +207,40 @@ def render(data: dict[str, Any]) -> str:
         lines += _findings(row)
     lines.append(_embedded(data))
     return "\n".join(lines)
+
+
+def _topic_table(topic: str, ran: list[dict[str, Any]]) -> list[str]:
+    """One topic's table: its clauses as columns, the rows for which one of them applies."""
+    columns = [c.id for c in CATALOG if c.topic == topic and any(c.id in r["clauses"] for r in ran)]
+    rows = [
+        r
+        for r in ran
+        if any(r["clauses"].get(cid, {"verdict": "skip"})["verdict"] != "skip" for cid in columns)
+        # inputs.unmodified runs for every function: alone it does not put a row in a topic
+        and any(
+            r["clauses"].get(cid, {"verdict": "skip"})["verdict"] != "skip"
+            for cid in columns
+            if cid != "inputs.unmodified"
+        )
+    ]
+    if not columns or not rows:
+        return []
+    title = "RLHF" if topic == "rlhf" else topic.capitalize()
+    lines = [f"## {title}", ""]
+    lines.append("| implementation | " + " | ".join(f"`{c}`" for c in columns) + " |")
+    lines.append("|---|" + "---|" * len(columns))
+    for row in rows:
+        cells = []
+        for cid in columns:
+            cell = row["clauses"].get(cid, {"verdict": "skip"})
+            mark = _MARK[cell["verdict"]]
+            if cell.get("failures"):
+                mark = f"[{mark}](#{_anchor(row['target'], cid)})"
+            cells.append(mark)
+        lines.append(
+            f"| [`{row['target']}`](#{_anchor(row['target'])}) | " + " | ".join(cells) + " |"
+        )
+    return [*lines, ""]
 
 
 def _findings(row: dict[str, Any]) -> list[str]:

@@ -318,3 +318,68 @@ def test_replay_takes_a_function_and_options(capsys):
         q=np.array([0.5, 0.5]),
     )
     assert "torch_order passes on this input" in capsys.readouterr().out
+
+
+ESTIMATORS_MODULE = """
+import numpy as np
+import scipy.special
+
+def k3_literal(logp, ref_logp):
+    d = ref_logp - logp
+    return (np.exp(d) - 1.0) - d
+
+def k3(logp, ref_logp):
+    d = ref_logp - logp
+    return np.maximum(np.expm1(d) - d, 0.0)
+
+def k3_swapped_order(ref_logp, logp):
+    return k3(logp, ref_logp)
+
+def token_kl(logits_p, logits_q):
+    la = logits_p - scipy.special.logsumexp(logits_p, axis=-1, keepdims=True)
+    lb = logits_q - scipy.special.logsumexp(logits_q, axis=-1, keepdims=True)
+    return np.maximum(np.sum(np.exp(la) * (la - lb), axis=-1), 0.0)
+"""
+
+
+@pytest.fixture
+def estimators(tmp_path, monkeypatch):
+    (tmp_path / "estimators.py").write_text(ESTIMATORS_MODULE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_quantity_k3_rejects_the_literal_formula_with_a_reproduction(estimators):
+    status, text = run_main(
+        "check", "estimators:k3_literal", "--quantity", "k3", "--profile", "fast"
+    )
+    assert status == 1, text
+    assert "FAIL estimator.k3_nonnegative (required)" in text
+    assert re.search(r"k3\(logp, ref_logp\)\[\d+\]=-[0-9.e-]+, but should be >= 0", text)
+    reproduce = next(line for line in text.splitlines() if "reproduce:" in line)
+    assert "quantity='k3'" in reproduce
+    with pytest.raises(AssertionError, match=r"but should be >= 0 \[estimator\.k3_nonnegative\]"):
+        exec(shlex.split(reproduce.split("reproduce: ", 1)[1])[2], {})
+    # Only the language-model topic is listed clause by clause.
+    assert "entropy.definition" not in text
+    assert "clauses on topics estimators:k3_literal has no function for are not shown" in text
+
+
+@pytest.mark.parametrize(
+    ("target", "options"),
+    [
+        ("estimators:k3", ("--quantity", "k3")),
+        ("estimators:k3_swapped_order", ("--quantity", "k3", "--signature", "f(ref_logp, logp)")),
+        ("estimators:token_kl", ("--quantity", "token-kl")),
+    ],
+)
+def test_correct_estimators_and_token_kl_pass(estimators, target, options):
+    status, text = run_main("check", target, *options, "--profile", "fast")
+    assert status == 0, text
+    assert re.search(r"^\d+ passed, 0 failed, \d+ skipped$", text.strip().splitlines()[-1])
+
+
+def test_signature_of_a_direct_quantity_must_name_its_arguments(estimators, capsys):
+    status, _ = run_main("check", "estimators:k3", "--quantity", "k3", "--signature", "f(p, q)")
+    assert status == 2
+    assert "unknown argument 'p'; use logp, ref_logp" in capsys.readouterr().err
