@@ -449,8 +449,10 @@ _NOISE_MODELS = (
         r"\log(1 + e^{z}) - y z = \max(z, 0) - y z + \log(1 + e^{-|z|})",
         "property",
         ("bernoulli_nll",),
-        _MODEL_VALUE + " Drawn: logits from ±1e-300 to ±1e300 with labels 0, 1 and soft "
-        "labels. Implementations declaring 'logits' are called with logits=.",
+        "Called as bernoulli_nll(y, logits=z). Checked against mpmath on the stable form; "
+        "the tolerance is (2γ_n + 8u) times the size of its non-negative parts "
+        "max(z, 0) − y z and log1p(e^−|z|). Drawn: logits from ±1e-300 to ±1e300 and "
+        "uniform in [−800, 800], labels 0, 1 and soft.",
         topic="noise models",
     ),
     Clause(
@@ -499,9 +501,10 @@ _MAXIMUM_LIKELIHOOD = (
         r"KL(\hat P \| Q_\theta) + \frac1n \sum_i \log Q_\theta(x_i) = -H(\hat P)",
         "property",
         ("categorical_log_likelihood", "kl", "entropy"),
-        "Drawn: samples of 1 to 60 draws from 2 to 8 outcomes and 1 to 5 candidates (some "
-        "with zeros off the data). Tolerance: the value tolerances of KL and H plus that of "
-        "the log-likelihood (Σ P̂ log Q). Proved in docs/proofs/mle_forward_kl.md.",
+        "Drawn: samples of 1 to 60 draws from 2 to 8 outcomes and 1 to 5 candidates, some "
+        "with a zero (on or off the data: on it, the log-likelihood must be −inf exactly "
+        "when KL is +inf). Tolerance: the value tolerances of KL and H plus that of the "
+        "log-likelihood (Σ P̂ log Q). Proved in docs/proofs/mle_forward_kl.md.",
         topic="maximum likelihood",
     ),
     Clause(
@@ -671,10 +674,12 @@ _LANGUAGE_MODELS = (
         r" \big[\log\pi(y_k|x, y_{<k}) - \log\pi_{ref}(y_k|x, y_{<k})\big]",
         "property",
         ("sequence_log_ratio",),
-        "Checked by enumeration on small random autoregressive models (vocabulary 2 to 4, "
-        "length 1 to 4): the product of the per-token probabilities is computed exactly with "
-        "mpmath. Masked positions hold −inf, NaN-free garbage or huge values, and must not "
-        "matter. Tolerance (γ_n + 2u)·Σ|terms|. Proved in docs/proofs/autoregressive_log_ratio.md.",
+        "Checked by enumeration on small random autoregressive models (vocabulary 2 or 3, "
+        "length 1 to 3): the product of the per-token probabilities is computed exactly with "
+        "mpmath. Padded positions (mask false) hold −inf, −1e300 or 0, and must not matter "
+        "(0·(−inf) is NaN: padding is selected out, not multiplied by 0). Tolerance "
+        "(γ_n + 3u)·Σ_k (|logp_k| + |ref_logp_k|): each given log-probability is within u "
+        "of the model's, and the sum rounds. Proved in docs/proofs/autoregressive_log_ratio.md.",
         topic="language models",
     ),
     Clause(
@@ -713,10 +718,12 @@ _ESTIMATORS = (
         r"\quad r = \frac{\pi_{ref}(t)}{\pi(t)}",
         "definition",
         ("k1", "k2", "k3"),
-        "Elementwise against mpmath on the float64 inputs, within 4u of |k| plus the "
-        "conditioning of k in its inputs: u·|∂k/∂logp|·(|logp| + |ref_logp|) (the inputs are "
-        "already rounded; a correct evaluation of the formula cannot do better). Log-ratios "
-        "from 1e-300 to 700.",
+        "Elementwise against mpmath on the float64 inputs, within the error of a correct "
+        "float64 evaluation of the formula: d = ref_logp − logp is rounded once, so k1 is "
+        "within 2u|d|, k2 within 4u·k2, and k3 = (e^d − 1) − d within "
+        "4u·(e^d(1 + |d|) + 1 + |d|) (exp and two subtractions). The literal k3 meets this "
+        "but is negative for tiny |d|: estimator.k3_nonnegative. Log-ratios from 1e-300 to "
+        "700 in size, of either sign.",
         topic="language models",
     ),
     Clause(
