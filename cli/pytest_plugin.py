@@ -33,7 +33,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "or package.module:function",
     )
     group.addoption(
-        "--kl-quantity", metavar="Q", help="kl (default), entropy or cross-entropy, in nats"
+        "--kl-quantity",
+        metavar="Q",
+        help="kl (default), entropy, cross-entropy, token-kl, k1, k2 or k3 (as `klspec check "
+        "--quantity`)",
     )
     group.addoption(
         "--kl-signature",

@@ -53,9 +53,11 @@ def check(
 ) -> Report:
     """Check a function (or a target name) against the spec; raise if a required clause fails.
 
-    ``quantity`` is "kl", "entropy" or "cross-entropy"; ``signature`` says how
-    the function is called, in the vocabulary ``p, q, log_p, log_q, logits_p,
-    logits_q`` (default ``"f(p, q)"``, or ``"f(p)"`` for entropy);
+    ``quantity`` is "kl", "entropy", "cross-entropy", "token-kl", "k1", "k2" or
+    "k3" (:data:`klspec.spec.signatures.QUANTITIES`); ``signature`` says how the
+    function is called, in the vocabulary ``p, q, log_p, log_q, logits_p,
+    logits_q`` (default ``"f(p, q)"``, or ``"f(p)"`` for entropy), or for token-kl
+    and the estimators by their own argument names (``"f(logp, ref_logp)"``);
     ``batched`` that it reduces the last axis of (..., n) arrays; ``array``
     what it receives ("numpy", "torch" or "jax", float64). ``clauses``
     restricts the run to those clause ids; ``profile``, ``max_examples`` and

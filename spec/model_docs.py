@@ -109,6 +109,7 @@ def fits_page() -> str:
         "",
         "```python",
         "from klspec.reference import fit_gaussian_to_mixture",
+        "",
         'fit_gaussian_to_mixture([0.5, 0.5], [-3, 3], [1, 1], direction="forward")',
         'fit_gaussian_to_mixture([0.5, 0.5], [-3, 3], [1, 1], direction="reverse", start=(2.5, 1))',
         "```",
