@@ -42,11 +42,22 @@ _MARK = {"pass": "✓", "fail": "✗", "advisory": "⚠", "xfail": "✗", "skip"
 _RESULT_ROOTS = ("klspec.spec.runner", "klspec.spec.isolation", "klspec.spec.adapters")
 
 
+#: Modules that the result modules import only to write docs (the derivations behind
+#: ``derivation_clauses``, the docs pages): they cannot change a check's verdict.
+_NOT_RESULTS = (
+    "klspec.spec.derivations",
+    "klspec.spec.documentation",
+    "klspec.spec.model_docs",
+    "klspec.spec.matrix",
+)
+
+
 def result_modules() -> list[str]:
     """The klspec modules that decide the results: the imports of :data:`_RESULT_ROOTS`, closed.
 
     Found by reading the sources (``import`` statements anywhere in a module),
-    so a docs or derivations module that nothing here imports does not count.
+    so a docs or derivations module that nothing here imports does not count, and
+    those only imported to write docs (:data:`_NOT_RESULTS`) are left out.
     The package ``klspec.spec`` itself only re-exports, and is left out.
     """
     import ast
@@ -54,6 +65,8 @@ def result_modules() -> list[str]:
 
     def module(name: str) -> str | None:
         if not name.startswith(("klspec.spec", "klspec.reference")) or name == "klspec.spec":
+            return None
+        if name.startswith(_NOT_RESULTS):
             return None
         try:
             spec = importlib.util.find_spec(name)
