@@ -1,0 +1,909 @@
+"""Speed and memory of the reference against its peers, on the same inputs, in one process.
+
+    python benchmarks/performance.py [--quick] [--case NAME ...] [--repeat N]
+                                     [--peers LIB ...] [--json PATH] [--markdown PATH]
+
+For every case (--help lists them) the reference (klspec.reference) and every
+installed peer (numpy written literally, scipy.special, torch, jax) get the same inputs.
+Each row reports:
+
+- the median of N timed calls (default 5, --quick 2) after one untimed warm-up call
+  (for jax, after ahead-of-time compilation); converting the inputs to a library's
+  array type (torch.from_numpy, jax.device_put) happens before and is not timed;
+- peer ÷ ref, the peer's median time over the reference's (> 1: the peer is slower),
+  and ref ÷ peer, its inverse: issue 6's target is ref ÷ peer <= 1.0;
+- the peak extra memory of one call, measured in a fresh process per row: by
+  tracemalloc for numpy-based rows (numpy reports its array allocations to it), by
+  peak RSS growth for torch and jax rows (their allocators are invisible to
+  tracemalloc): ru_maxrss after the call minus ru_maxrss just before it, with the
+  peak reset through /proc/self/clear_refs where Linux allows it;
+- the largest relative difference of the result from the reference's.
+
+The memory probes run first, while this process is small: a child process inherits
+its parent's peak RSS through exec, so probing after the large timing runs would
+hide every child's growth. jax is imported only when a jax row is measured.
+
+Not part of the test suite; tests/test_benchmark_smoke.py runs it on tiny inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import klspec.reference as ref
+from klspec.reference.validation import validate_distributions
+
+SCRIPT = Path(__file__).resolve()
+PEER_LIBRARIES = ("numpy", "scipy", "torch", "jax")
+REFERENCE_LIBRARY = "klspec"
+# Memory is measured by tracemalloc for these libraries, by peak RSS for the others.
+TRACEMALLOC_LIBRARIES = frozenset({"klspec", "numpy", "scipy"})
+MB = 1e6
+PROBE_TIMEOUT_S = 3600
+
+
+# ---------------------------------------------------------------------------
+# Sizes and inputs
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Input sizes: ``n`` for the 1-D cases, ``batch`` (rows, support), ``logits`` (B, T, V)."""
+
+    n: int
+    batch: tuple[int, int]
+    logits: tuple[int, int, int]
+
+
+FULL = Sizes(n=10**7, batch=(1000, 10**4), logits=(8, 256, 32000))
+QUICK = Sizes(n=10**5, batch=(100, 1000), logits=(2, 64, 1000))
+# Tiny inputs for a memory probe's first call: they load each library's kernels and
+# thread pools without touching the peak the measured call is about.
+WARM_UP = Sizes(n=1000, batch=(4, 100), logits=(1, 4, 50))
+
+
+def _distribution(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Positive probabilities along the last axis, built in place (no transient copies)."""
+    x = rng.random(shape)
+    np.subtract(1.0, x, out=x)  # (0, 1]: no zero entries, so literal logs stay finite
+    x /= x.sum(axis=-1, keepdims=True)
+    return x
+
+
+def _perturbed(rng: np.random.Generator, p: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """q = p·(1 + eps·u), u uniform in [-1, 1], renormalised; built in place."""
+    q = rng.uniform(-1.0, 1.0, p.shape)
+    q *= eps
+    q += 1.0
+    q *= p
+    q /= q.sum(axis=-1, keepdims=True)
+    return q
+
+
+def unrelated_pair(sizes: Sizes, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {"p": _distribution(rng, (sizes.n,)), "q": _distribution(rng, (sizes.n,))}
+
+
+def nearly_equal_pair(sizes: Sizes, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    p = _distribution(rng, (sizes.n,))
+    return {"p": p, "q": _perturbed(rng, p)}
+
+
+def batch_pair(sizes: Sizes, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {"p": _distribution(rng, sizes.batch), "q": _distribution(rng, sizes.batch)}
+
+
+def logits_pair(sizes: Sizes, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """float32 logits a (policy) and b = a + 0.1·noise (a nearby reference model)."""
+    a = rng.standard_normal(sizes.logits, dtype=np.float32)
+    a *= 2.0
+    b = rng.standard_normal(sizes.logits, dtype=np.float32)
+    b *= 0.1
+    b += a
+    return {"a": a, "b": b}
+
+
+def describe_inputs(case: Case, sizes: Sizes) -> str:
+    shape = {
+        unrelated_pair: f"n = {sizes.n:,}",
+        nearly_equal_pair: f"n = {sizes.n:,}",
+        batch_pair: f"shape {sizes.batch}",
+        logits_pair: f"float32 logits of shape {sizes.logits}",
+    }[case.build]
+    return f"{case.description}, {shape}"
+
+
+# ---------------------------------------------------------------------------
+# Implementations
+# ---------------------------------------------------------------------------
+
+Inputs = dict[str, np.ndarray]
+Call = Callable[[], object]
+
+
+@dataclass(frozen=True)
+class Impl:
+    """One implementation of a case: ``prepare(inputs)`` returns the call to measure."""
+
+    key: str  # short id, used by the memory probe
+    library: str  # "klspec" for the reference, else the peer's library
+    label: str  # shown in the report
+    prepare: Callable[[Inputs], Call]
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _jax():
+    """jax with float64 enabled; called only when a jax row is measured.
+
+    jax starts threads when initialised and must not be initialised in a process that
+    later forks; this script only starts children through exec (subprocess).
+    """
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    return jax
+
+
+def _jitted(fn: Callable, *arrays: np.ndarray) -> Call:
+    """``fn`` compiled ahead of time for these arrays (copied to jax buffers first)."""
+    jax = _jax()
+    args = [jax.device_put(x) for x in arrays]
+    compiled = jax.jit(fn).lower(*args).compile()
+    return lambda: compiled(*args).block_until_ready()
+
+
+def _torch_args(*arrays: np.ndarray):
+    torch = _torch()
+    return torch, [torch.from_numpy(x) for x in arrays]  # zero-copy views
+
+
+# kl (1-D and batch: every sum is over the last axis)
+
+
+def _kl_reference(x: Inputs) -> Call:
+    return lambda: ref.kl_divergence(x["p"], x["q"], axis=-1)
+
+
+def _kl_scipy(x: Inputs) -> Call:
+    from scipy.special import rel_entr
+
+    return lambda: rel_entr(x["p"], x["q"]).sum(axis=-1)
+
+
+def _kl_numpy(x: Inputs) -> Call:
+    p, q = x["p"], x["q"]
+    return lambda: np.sum(p * np.log(p / q), axis=-1)
+
+
+def _kl_torch(x: Inputs) -> Call:
+    torch, (p, q) = _torch_args(x["p"], x["q"])
+    kl_div = torch.nn.functional.kl_div
+    if p.ndim == 1:
+        return lambda: kl_div(q.log(), p, reduction="sum")
+    return lambda: kl_div(q.log(), p, reduction="none").sum(-1)
+
+
+def _kl_jax(x: Inputs) -> Call:
+    jax = _jax()
+    return _jitted(lambda p, q: jax.scipy.special.rel_entr(p, q).sum(-1), x["p"], x["q"])
+
+
+def kl_impls(batched: bool) -> tuple[Impl, ...]:
+    axis = ", axis=-1" if batched else ""
+    s = "(-1)" if batched else "()"
+    torch_label = (
+        "torch kl_div(q.log(), p, reduction='none').sum(-1)"
+        if batched
+        else "torch kl_div(q.log(), p, reduction='sum')"
+    )
+    return (
+        Impl("reference", REFERENCE_LIBRARY, f"klspec kl_divergence(p, q{axis})", _kl_reference),
+        Impl("scipy", "scipy", f"scipy rel_entr(p, q).sum{s}", _kl_scipy),
+        Impl("numpy", "numpy", f"numpy np.sum(p * np.log(p / q){axis})", _kl_numpy),
+        Impl("torch", "torch", torch_label, _kl_torch),
+        Impl("jax", "jax", f"jax jit(rel_entr(p, q).sum{s})", _kl_jax),
+    )
+
+
+# entropy
+
+
+def _entropy_scipy(x: Inputs) -> Call:
+    from scipy.special import entr
+
+    return lambda: entr(x["p"]).sum()
+
+
+def _entropy_numpy(x: Inputs) -> Call:
+    p = x["p"]
+    return lambda: -np.sum(p * np.log(p))
+
+
+def _entropy_torch(x: Inputs) -> Call:
+    torch, (p,) = _torch_args(x["p"])
+    return lambda: torch.special.entr(p).sum()
+
+
+def _entropy_jax(x: Inputs) -> Call:
+    jax = _jax()
+    return _jitted(lambda p: jax.scipy.special.entr(p).sum(), x["p"])
+
+
+ENTROPY_IMPLS = (
+    Impl(
+        "reference", REFERENCE_LIBRARY, "klspec entropy(p)", lambda x: lambda: ref.entropy(x["p"])
+    ),
+    Impl("scipy", "scipy", "scipy entr(p).sum()", _entropy_scipy),
+    Impl("numpy", "numpy", "numpy -np.sum(p * np.log(p))", _entropy_numpy),
+    Impl("torch", "torch", "torch special.entr(p).sum()", _entropy_torch),
+    Impl("jax", "jax", "jax jit(entr(p).sum())", _entropy_jax),
+)
+
+
+# cross-entropy
+
+
+def _cross_entropy_scipy(x: Inputs) -> Call:
+    from scipy.special import xlogy
+
+    return lambda: -xlogy(x["p"], x["q"]).sum()
+
+
+def _cross_entropy_numpy(x: Inputs) -> Call:
+    p, q = x["p"], x["q"]
+    return lambda: -np.sum(p * np.log(q))
+
+
+def _cross_entropy_torch(x: Inputs) -> Call:
+    torch, (p, q) = _torch_args(x["p"], x["q"])
+    return lambda: -torch.special.xlogy(p, q).sum()
+
+
+def _cross_entropy_jax(x: Inputs) -> Call:
+    jax = _jax()
+    return _jitted(lambda p, q: -jax.scipy.special.xlogy(p, q).sum(), x["p"], x["q"])
+
+
+CROSS_ENTROPY_IMPLS = (
+    Impl(
+        "reference",
+        REFERENCE_LIBRARY,
+        "klspec cross_entropy(p, q)",
+        lambda x: lambda: ref.cross_entropy(x["p"], x["q"]),
+    ),
+    Impl("scipy", "scipy", "scipy -xlogy(p, q).sum()", _cross_entropy_scipy),
+    Impl("numpy", "numpy", "numpy -np.sum(p * np.log(q))", _cross_entropy_numpy),
+    Impl("torch", "torch", "torch -special.xlogy(p, q).sum()", _cross_entropy_torch),
+    Impl("jax", "jax", "jax jit(-xlogy(p, q).sum())", _cross_entropy_jax),
+)
+
+
+# token_kl: KL(softmax(a) ‖ softmax(b)) per position, in the logits' float32 for peers
+
+
+def _token_kl_scipy(x: Inputs) -> Call:
+    from scipy.special import log_softmax
+
+    def call():
+        la, lb = log_softmax(x["a"], axis=-1), log_softmax(x["b"], axis=-1)
+        return np.sum(np.exp(la) * (la - lb), axis=-1)
+
+    return call
+
+
+def _token_kl_torch(x: Inputs) -> Call:
+    torch, (a, b) = _torch_args(x["a"], x["b"])
+    f = torch.nn.functional
+    return lambda: f.kl_div(
+        f.log_softmax(b, -1), f.log_softmax(a, -1), reduction="none", log_target=True
+    ).sum(-1)
+
+
+def _token_kl_jax(x: Inputs) -> Call:
+    jax = _jax()
+
+    def token_kl(a, b):
+        la, lb = jax.nn.log_softmax(a, axis=-1), jax.nn.log_softmax(b, axis=-1)
+        return (jax.numpy.exp(la) * (la - lb)).sum(-1)
+
+    return _jitted(token_kl, x["a"], x["b"])
+
+
+TOKEN_KL_IMPLS = (
+    Impl(
+        "reference",
+        REFERENCE_LIBRARY,
+        "klspec token_kl(a, b)",
+        lambda x: lambda: ref.token_kl(x["a"], x["b"]),
+    ),
+    Impl(
+        "scipy",
+        "scipy",
+        "scipy log_softmax, np.sum(exp(la) * (la - lb), -1)",
+        _token_kl_scipy,
+    ),
+    Impl(
+        "torch",
+        "torch",
+        "torch kl_div(log_softmax(b), log_softmax(a), 'none', log_target=True).sum(-1)",
+        _token_kl_torch,
+    ),
+    Impl("jax", "jax", "jax jit(sum(exp(la) * (la - lb), -1)), log_softmax", _token_kl_jax),
+)
+
+
+# validation: what validate_distributions costs inside kl_divergence
+
+VALIDATION_IMPLS = (
+    Impl(
+        "reference",
+        REFERENCE_LIBRARY,
+        "klspec kl_divergence(p, q) (whole call)",
+        _kl_reference,
+    ),
+    Impl(
+        "validate",
+        REFERENCE_LIBRARY,
+        'validate_distributions({"p": p, "q": q}, axis=-1)',
+        lambda x: lambda: validate_distributions({"p": x["p"], "q": x["q"]}, axis=-1),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    description: str
+    build: Callable[[Sizes, np.random.Generator], Inputs]
+    impls: tuple[Impl, ...]  # impls[0] is the reference: the ratios' denominator
+    comparable: bool = True  # whether results are compared with the reference's
+
+
+CASES = {
+    case.name: case
+    for case in (
+        Case("kl_unrelated", "KL(p‖q), two unrelated float64 distributions", unrelated_pair,
+             kl_impls(batched=False)),
+        Case("kl_nearly_equal", "KL(p‖q), q = p·(1 + 1e-6·u) renormalised", nearly_equal_pair,
+             kl_impls(batched=False)),
+        Case("entropy", "H(p), float64", unrelated_pair, ENTROPY_IMPLS),
+        Case("cross_entropy", "H(p, q), two unrelated float64 distributions", unrelated_pair,
+             CROSS_ENTROPY_IMPLS),
+        Case("kl_batch", "KL(p‖q) per row (axis=-1), unrelated float64 rows", batch_pair,
+             kl_impls(batched=True)),
+        Case("token_kl", "per-token KL(softmax(a)‖softmax(b)), b = a + 0.1·noise",
+             logits_pair, TOKEN_KL_IMPLS),
+        Case("validation", "validation's share of kl_divergence (ratio = share)",
+             unrelated_pair, VALIDATION_IMPLS, comparable=False),
+    )
+}  # fmt: skip
+
+
+def find_impl(case: Case, key: str) -> Impl:
+    for impl in case.impls:
+        if impl.key == key:
+            return impl
+    raise KeyError(f"case {case.name} has no implementation {key!r}")
+
+
+def unavailable_reason(impl: Impl, peers: Sequence[str]) -> str | None:
+    """Why ``impl`` is skipped (not selected, or not installed), or None to run it."""
+    if impl.library == REFERENCE_LIBRARY:
+        return None
+    if impl.library not in peers:
+        return f"{impl.library} not selected (--peers {' '.join(peers)})"
+    if importlib.util.find_spec(impl.library) is None:
+        return f"{impl.library} is not installed"
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Measuring
+# ---------------------------------------------------------------------------
+
+
+def time_calls(call: Call, repeat: int) -> tuple[object, list[float]]:
+    """The warm-up call's result and ``repeat`` timings (seconds) of later calls."""
+    result = call()
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()  # as timeit does: a collection would land in one call's time
+    try:
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+    finally:
+        if was_enabled:
+            gc.enable()
+    return result, times
+
+
+def _max_rss_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
+def _current_rss_kib() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak RSS to its current RSS (Linux >= 4.0), if allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def memory_probe(case_name: str, impl_key: str, sizes: Sizes, seed: int) -> dict:
+    """Peak extra memory of one call; meant to run in a fresh process (--_memory-probe).
+
+    The peak RSS of a process is a high-water mark (and inherits the parent's through
+    exec), so the baseline is taken after building the inputs, preparing the call and a
+    warm-up on tiny inputs, right after resetting the peak where Linux allows it. If
+    the baseline still exceeds the current RSS, the growth is only a lower bound.
+    """
+    case = CASES[case_name]
+    impl = find_impl(case, impl_key)
+    impl.prepare(case.build(WARM_UP, np.random.default_rng(seed)))()
+    inputs = case.build(sizes, np.random.default_rng(seed))
+    call = impl.prepare(inputs)
+    gc.collect()
+    reset = _reset_peak_rss()
+    base_kib, current_kib = _max_rss_kib(), _current_rss_kib()
+    tracemalloc.start()
+    traced_before = tracemalloc.get_traced_memory()[0]
+    result = call()
+    traced_peak = tracemalloc.get_traced_memory()[1]
+    peak_kib = _max_rss_kib()
+    tracemalloc.stop()
+    del result
+    excess_kib = None if current_kib is None else max(0, base_kib - current_kib)
+    return {
+        "tracemalloc_bytes": traced_peak - traced_before,
+        "rss_growth_bytes": (peak_kib - base_kib) * 1024,
+        "rss_baseline_bytes": base_kib * 1024,
+        "rss_peak_reset": reset,
+        # > 0: the baseline was an earlier high-water mark, so the growth is a lower bound
+        "rss_baseline_excess_bytes": None if excess_kib is None else excess_kib * 1024,
+        "input_bytes": sum(x.nbytes for x in inputs.values()),
+    }
+
+
+def run_memory_probe(case: Case, impl: Impl, sizes: Sizes, seed: int) -> dict:
+    """memory_probe in a fresh interpreter running this script with the hidden flag."""
+    spec = {"case": case.name, "impl": impl.key, "sizes": sizes.__dict__, "seed": seed}
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--_memory-probe", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=PROBE_TIMEOUT_S,
+        check=False,
+    )
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        return {"error": f"memory probe exited with {proc.returncode}: {tail}"}
+    return json.loads(lines[-1])
+
+
+def memory_summary(library: str, probe: dict | None) -> dict | None:
+    """The number the report shows for a row, with the method that measured it."""
+    if probe is None or "error" in probe:
+        return probe
+    if library in TRACEMALLOC_LIBRARIES:
+        method, extra, lower_bound = "tracemalloc", probe["tracemalloc_bytes"], False
+    else:
+        method, extra = "RSS", probe["rss_growth_bytes"]
+        lower_bound = (probe["rss_baseline_excess_bytes"] or 0) > 1 << 20
+    return {
+        "method": method,
+        "extra_bytes": extra,
+        "lower_bound": lower_bound,
+        "per_input_byte": extra / probe["input_bytes"],
+        "probe": probe,
+    }
+
+
+def relative_difference(value: object, reference: object) -> float | None:
+    """max |value − reference| / |reference| over the entries (0 where they are equal)."""
+    x = np.asarray(value, dtype=np.float64)
+    r = np.asarray(reference, dtype=np.float64)
+    if x.shape != r.shape:
+        return None
+    with np.errstate(all="ignore"):
+        diff = np.where(x == r, 0.0, np.abs(x - r) / np.abs(r))
+    return float(np.max(diff)) if diff.size else 0.0
+
+
+# ---------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git_revision() -> str | None:
+    root = SCRIPT.parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}{' with local changes' if dirty else ''}"
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or platform.machine()
+    memory_bytes = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    memory_bytes = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    os_name = platform.platform()
+    with contextlib.suppress(OSError, KeyError, AttributeError):  # not Linux, or Python < 3.10
+        os_name += f" ({platform.freedesktop_os_release()['PRETTY_NAME']})"
+    return {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": usable,
+        "memory_bytes": memory_bytes,
+        "os": os_name,
+        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def versions() -> dict:
+    """Library versions from their metadata (importing torch or jax here would grow RSS)."""
+    found = {"python": platform.python_version()}
+    for dist in ("numpy", "scipy", "torch", "jax", "jaxlib", "klspec"):
+        found[dist] = _version(dist)
+    found["klspec_git"] = _git_revision()
+    return found
+
+
+def _parse_shape(text: str, length: int) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in text.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != length or min(shape) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected {length} positive integers separated by commas, got {text!r}"
+        )
+    return shape
+
+
+def build_parser() -> argparse.ArgumentParser:
+    cases = "\n".join(f"  {c.name:16} {c.description}" for c in CASES.values())
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/performance.py",
+        description=__doc__.split("\n\n", 2)[2].split("\n\nThe memory probes")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            f"cases:\n{cases}\n\n"
+            f"sizes: full n = {FULL.n:,}, batch {FULL.batch}, logits {FULL.logits}\n"
+            f"  (~{np.prod(FULL.logits) * 4 / MB:.0f} MB per input); --quick n = {QUICK.n:,}, "
+            f"batch {QUICK.batch}, logits {QUICK.logits}.\n"
+            "A full run takes several minutes; at full size the reference's token_kl\n"
+            "needs ~13 GB of memory."
+        ),
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small inputs and 2 repeats (a minute at most)"
+    )
+    parser.add_argument(
+        "--case", nargs="+", choices=list(CASES), metavar="NAME",
+        help="run only these cases (default: all; names below)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--repeat", type=int, metavar="N",
+        help="timed calls per row, after one warm-up (default 5, --quick 2)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--peers", nargs="+", choices=PEER_LIBRARIES, default=list(PEER_LIBRARIES),
+        metavar="LIB", help=f"peer libraries to run (default: all of {', '.join(PEER_LIBRARIES)})",
+    )  # fmt: skip
+    parser.add_argument("--n", type=int, help="override the support size of the 1-D cases")
+    parser.add_argument(
+        "--batch-shape", type=lambda s: _parse_shape(s, 2), metavar="ROWS,N",
+        help="override the kl_batch shape",
+    )  # fmt: skip
+    parser.add_argument(
+        "--logits-shape", type=lambda s: _parse_shape(s, 3), metavar="B,T,V",
+        help="override the token_kl logits shape",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=2026, help="input seed (default 2026)")
+    parser.add_argument(
+        "--no-memory", action="store_true", help="skip the memory probes (no subprocesses)"
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the report as JSON")
+    parser.add_argument(
+        "--markdown", type=Path, metavar="PATH", help="write the markdown report to a file"
+    )
+    parser.add_argument("--_memory-probe", dest="memory_probe", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the benchmark; print the markdown report and return the report as a dict."""
+    args = build_parser().parse_args(argv)
+    if args.memory_probe is not None:
+        spec = json.loads(args.memory_probe)
+        sizes = Sizes(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in spec["sizes"].items()}
+        )
+        result = memory_probe(spec["case"], spec["impl"], sizes, spec["seed"])
+        print(json.dumps(result))
+        return result
+
+    base = QUICK if args.quick else FULL
+    sizes = Sizes(
+        n=args.n or base.n,
+        batch=args.batch_shape or base.batch,
+        logits=args.logits_shape or base.logits,
+    )
+    repeat = args.repeat or (2 if args.quick else 5)
+    if repeat < 1:
+        build_parser().error("--repeat must be at least 1")
+    cases = [CASES[name] for name in (args.case or CASES)]
+    report = {
+        "command": shlex.join(
+            ["python", "benchmarks/performance.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
+        "machine": machine_info(),
+        "versions": versions(),
+        "settings": {
+            "quick": args.quick,
+            "repeat": repeat,
+            "warm_up_calls": 1,
+            "sizes": sizes.__dict__,
+            "seed": args.seed,
+            "peers": list(args.peers),
+        },
+        "rows": [],
+    }
+    rows = {}
+    for case in cases:
+        for impl in case.impls:
+            reason = unavailable_reason(impl, args.peers)
+            rows[case.name, impl.key] = {
+                "case": case.name,
+                "implementation": impl.label,
+                "key": impl.key,
+                "library": impl.library,
+                "status": "skipped" if reason else "pending",
+                "reason": reason,
+            }
+    report["rows"] = list(rows.values())
+    runnable = [
+        (c, i) for c in cases for i in c.impls if rows[c.name, i.key]["status"] != "skipped"
+    ]
+
+    # Memory first, while this process has not grown (see the module docstring).
+    if not args.no_memory:
+        for k, (case, impl) in enumerate(runnable, 1):
+            _progress(f"[memory {k}/{len(runnable)}] {case.name}: {impl.label}")
+            start = time.perf_counter()
+            probe = run_memory_probe(case, impl, sizes, args.seed)
+            rows[case.name, impl.key]["memory"] = memory_summary(impl.library, probe)
+            _progress(f"    {_format_memory(rows[case.name, impl.key]['memory'])} "
+                      f"({time.perf_counter() - start:.1f} s)")  # fmt: skip
+
+    for case in cases:
+        _progress(f"[time] {case.name}: {describe_inputs(case, sizes)}")
+        inputs = case.build(sizes, np.random.default_rng(args.seed))
+        reference_result = None
+        for impl in case.impls:
+            row = rows[case.name, impl.key]
+            if row["status"] == "skipped":
+                _progress(f"    skipped {impl.label}: {row['reason']}")
+                continue
+            try:
+                result, times = time_calls(impl.prepare(inputs), repeat)
+            except Exception as exc:  # a peer that fails is reported, not fatal
+                row.update(status="error", reason=f"{type(exc).__name__}: {exc}")
+                _progress(f"    error in {impl.label}: {row['reason']}")
+                continue
+            row.update(status="ok", times_s=times, median_s=float(np.median(times)))
+            if impl is case.impls[0]:
+                reference_result = result
+            elif case.comparable and reference_result is not None:
+                row["max_relative_difference"] = relative_difference(result, reference_result)
+            _progress(f"    {_format_time(row['median_s'])}  {impl.label}")
+            del result
+        del inputs, reference_result
+        gc.collect()
+        _add_ratios([rows[case.name, i.key] for i in case.impls])
+
+    if "torch" in sys.modules:
+        report["versions"]["torch_threads"] = sys.modules["torch"].get_num_threads()
+    report["cases"] = {c.name: describe_inputs(c, sizes) for c in cases}
+    markdown = render_markdown(report)
+    print(markdown)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(markdown)
+    return report
+
+
+def _add_ratios(case_rows: list[dict]) -> None:
+    reference = case_rows[0]
+    for row in case_rows:
+        if row["status"] == "ok" and reference["status"] == "ok":
+            row["peer_over_reference"] = row["median_s"] / reference["median_s"]
+            row["reference_over_peer"] = reference["median_s"] / row["median_s"]
+
+
+# ---------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------
+
+
+def _format_time(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.3g} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds * 1e6:.3g} µs"
+
+
+def _format_memory(memory: dict | None) -> str:
+    if memory is None:
+        return "not measured"
+    if "error" in memory:
+        return f"error: {memory['error']}"
+    bound = "≥ " if memory["lower_bound"] else ""
+    return f"{bound}{memory['extra_bytes'] / MB:,.1f} MB [{memory['method']}]"
+
+
+def _format_ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3g}"
+
+
+def render_markdown(report: dict) -> str:
+    m, v, s = report["machine"], report["versions"], report["settings"]
+    torch_threads = f" ({v['torch_threads']} threads)" if "torch_threads" in v else ""
+    jax = f"{v['jax']} (jaxlib {v['jaxlib']})" if v["jax"] else None
+    git = f" (git {v['klspec_git']})" if v["klspec_git"] else ""
+    load = ", ".join(f"{x:.2f}" for x in m["load_average_at_start"] or [])
+    memory = f", {m['memory_bytes'] / 2**30:.1f} GiB RAM" if m["memory_bytes"] else ""
+    lines = [
+        "# klspec performance: the reference against its peers",
+        "",
+        f"- Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs ({m['usable_cpus']} usable)"
+        f"{memory}; {m['os']}; load average at start {load or 'unknown'}",
+        f"- Versions: python {v['python']}, numpy {v['numpy']}, scipy {v['scipy'] or '—'}, "
+        f"torch {v['torch'] or '—'}{torch_threads}, jax {jax or '—'}, klspec {v['klspec']}{git}",
+        f"- Command: `{report['command']}`",
+        f"- Time: median of {s['repeat']} timed calls after {s['warm_up_calls']} warm-up call, "
+        "inputs already converted to each library's arrays (jax: compiled ahead of time).",
+        "- `peer ÷ ref` = peer time / reference time (> 1: the peer is slower); `ref ÷ peer` = "
+        "reference time / peer time, the issue-6 target is ref ÷ peer ≤ 1.0.",
+        "- Peak extra memory: one call on top of its inputs, in a fresh process per row. "
+        "[tracemalloc] = tracemalloc's peak during the call (numpy reports its arrays to it; "
+        "reference, numpy and scipy rows). [RSS] = ru_maxrss after the call − ru_maxrss just "
+        "before it, peak reset via /proc/self/clear_refs (torch and jax rows, whose allocations "
+        "tracemalloc cannot see; ≥ marks a lower bound). × inputs = extra / bytes of the inputs.",
+        "- rel. diff = max relative difference from the reference's result (the reference is "
+        "exact to 1e-15).",
+        "",
+        "## Summary",
+        "",
+        "| case | reference | fastest peer | ref ÷ fastest peer |",
+        "|---|---:|---|---:|",
+    ]
+    by_case: dict[str, list[dict]] = {}
+    for row in report["rows"]:
+        by_case.setdefault(row["case"], []).append(row)
+    for name, rows in by_case.items():
+        reference = rows[0]
+        if name == "validation" or reference["status"] != "ok":
+            continue
+        peers = [r for r in rows[1:] if r["status"] == "ok"]
+        fastest = min(peers, key=lambda r: r["median_s"], default=None)
+        lines.append(
+            f"| {name} | {_format_time(reference['median_s'])} | "
+            + (
+                f"{fastest['implementation']} ({_format_time(fastest['median_s'])}) | "
+                f"{_format_ratio(fastest['reference_over_peer'])} |"
+                if fastest
+                else "— | — |"
+            )
+        )
+    for name, rows in by_case.items():
+        lines += [
+            "",
+            f"## {name}: {report['cases'][name]}",
+            "",
+            "| implementation | median time | peer ÷ ref | ref ÷ peer | peak extra memory "
+            "| × inputs | rel. diff |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        skipped = []
+        for row in rows:
+            if row["status"] == "skipped":
+                skipped.append(f"{row['implementation']}: {row['reason']}")
+                continue
+            if row["status"] == "error":
+                lines.append(f"| {row['implementation']} | error: {row['reason']} ||||||")
+                continue
+            memory = row.get("memory")
+            per_input = (
+                f"{memory['per_input_byte']:.2g}" if memory and "error" not in memory else "—"
+            )
+            diff = row.get("max_relative_difference")
+            lines.append(
+                f"| {row['implementation']} | {_format_time(row['median_s'])} | "
+                f"{_format_ratio(row.get('peer_over_reference'))} | "
+                f"{_format_ratio(row.get('reference_over_peer'))} | {_format_memory(memory)} | "
+                f"{per_input} | {'—' if diff is None else f'{diff:.1e}'} |"
+            )
+        if name == "validation" and len(rows) == 2 and rows[1].get("peer_over_reference"):
+            lines += ["", f"Validation is {rows[1]['peer_over_reference']:.1%} of the "
+                          "kl_divergence call."]  # fmt: skip
+        if skipped:
+            lines += ["", "Skipped: " + "; ".join(skipped) + "."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
