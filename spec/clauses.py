@@ -449,10 +449,11 @@ _NOISE_MODELS = (
         r"\log(1 + e^{z}) - y z = \max(z, 0) - y z + \log(1 + e^{-|z|})",
         "property",
         ("bernoulli_nll",),
-        "Called as bernoulli_nll(y, logits=z). Checked against mpmath on the stable form; "
-        "the tolerance is (2γ_n + 8u) times the size of its non-negative parts "
-        "max(z, 0) − y z and log1p(e^−|z|). Drawn: logits from ±1e-300 to ±1e300 and "
-        "uniform in [−800, 800], labels 0, 1 and soft.",
+        "Called as bernoulli_nll(y, logits=z). Checked against mpmath; the tolerance is "
+        "(2γ_n + 8u)·Σ (max(z, 0) + |y z| + log1p(e^−|z|)), the sizes of the parts of "
+        "the stable form (a one-ulp change of y moves y z by u|y z|). The form "
+        "log(1 + e^z) − y z overflows for z > 709 and fails. Drawn: logits from ±1e-300 "
+        "to ±1e300 and uniform in [−800, 800], labels 0, 1 and soft.",
         topic="noise models",
     ),
     Clause(

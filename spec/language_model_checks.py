@@ -518,11 +518,12 @@ def _gradient(impl: Implementation, case: Case, *, name: str) -> None:
     """E_π[∇_θ k] by finite differences in log π, enumerated, is the gradient the clause names."""
     logp, ref = case.logp, case.ref_logp
     assume(logp.max() < -4 * _H)  # logp ± h stays a log-probability
-    up = _estimator_values(impl, name, logp + _H, ref)
-    down = _estimator_values(impl, name, logp - _H, ref)
-    slope = (up - down) / (2 * _H)  # ∂k/∂log π at each token
-    tol_up = estimator_tolerance(name, logp + _H, ref)
-    tol_down = estimator_tolerance(name, logp - _H, ref)
+    x_up, x_down = logp + _H, logp - _H  # rounded: the step is x_up − x_down (exact)
+    up = _estimator_values(impl, name, x_up, ref)
+    down = _estimator_values(impl, name, x_down, ref)
+    slope = (up - down) / (x_up - x_down)  # ∂k/∂log π at each token
+    tol_up = estimator_tolerance(name, x_up, ref)
+    tol_down = estimator_tolerance(name, x_down, ref)
     with np.errstate(over="ignore"):
         third = np.exp(ref - logp + _H) if name == "k3" else np.zeros_like(logp)
     slope_error = (tol_up + tol_down) / (2 * _H) + _H**2 / 6 * third + U * np.abs(slope)

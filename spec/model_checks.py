@@ -135,11 +135,21 @@ def mae_value(impl: Implementation, case: Case) -> None:
 
 @st.composite
 def bernoulli_data(draw: st.DrawFn) -> Case:
-    """Labels (0/1 or soft) and probabilities from 1e-300 to 1 − 1e-16, 0 and 1 included."""
+    """Labels (0/1 or soft) and probabilities from 1e-300 to 1 − 1e-16, 0 and 1 included.
+
+    Half the draws are *confident*: hard labels with p within 1e-300..1e-17 of the label,
+    so every term is tiny and log(1 − p) written as such (not log1p(−p)) loses it all.
+    """
     n = draw(st.integers(1, 10), label="n")
+    tiny = st.integers(-300, -1).map(lambda e: 10.0**e)
+    if draw(st.booleans(), label="confident"):
+        y = draw(st.lists(st.sampled_from([0.0, 1.0]), min_size=n, max_size=n), label="y")
+        gaps = draw(st.lists(st.integers(-300, -17), min_size=n, max_size=n), label="log10 gap")
+        # p = gap for y = 0; for y = 1 the nearest float below 1 (1 − 1e-17 rounds to 1).
+        ps = [10.0**g if lab == 0 else 1.0 - 2.0**-53 for g, lab in zip(gaps, y, strict=True)]
+        return Case(y=y, p=ps, regime="confident")
     labels = st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 1.0))
     y = draw(st.lists(labels, min_size=n, max_size=n), label="y")
-    tiny = st.integers(-300, -1).map(lambda e: 10.0**e)
     p = st.one_of(tiny, tiny.map(lambda t: 1.0 - max(t, 2.0**-53)), st.floats(0.0, 1.0))
     ps = draw(st.lists(p, min_size=n, max_size=n), label="p")
     # p = 0 or 1 only where the label makes the term finite (0·log 0 = 0).
@@ -190,7 +200,9 @@ def bernoulli_logits_value(impl: Implementation, case: Case) -> None:
             linear = (1 - y) * z if z >= 0 else -y * z  # max(z, 0) − y z, >= 0
             tail = mpmath.log1p(mpmath.exp(-abs(z)))
             terms.append(linear + tail)
-            sizes.append(linear + tail)
+            # max(z, 0) − y z cancels when y is near 1: its parts' sizes, not its own,
+            # are what a float64 evaluation (and a one-ulp change of y) is accurate to.
+            sizes.append(max(z, 0) + abs(y * z) + tail)
         value = mpmath.fsum(terms)
         tolerance = model_tolerance(float(mpmath.fsum(sizes)), len(terms))
     require_close(call, got, float(value), tolerance, expected_text="Σ softplus(z) − y z")

@@ -74,9 +74,14 @@ def _same_versions(data, row) -> str | None:
     return None
 
 
+# Clauses whose verdict does not hang on one lucky draw. Hypothesis seeds derandomized
+# runs from the test's source, but also draws constants from the modules loaded in the
+# process, so a cell decided by a rare input (torch.kl_div.mean's kl.special.q_zero fails
+# only when a both-zero outcome is drawn too) can differ between `klspec matrix` and
+# this test's process; kl.special.both_zero puts that outcome in every draw.
 SAMPLE = {
     "scipy.rel_entr": ["kl.nonnegative", "example.weather.forward"],
-    "torch.kl_div.mean": ["example.weather.reverse", "kl.special.q_zero"],
+    "torch.kl_div.mean": ["example.weather.reverse", "kl.special.both_zero"],
 }
 
 
