@@ -97,11 +97,49 @@ def token_kl(
         # c = log Σ Q_i e^{d_i} = LSE(α) − LSE(β); t_i = log(P_i/Q_i) = d_i − c.
         c = np.log1p((c_hi + c_lo) / z_hi)[..., None]
         t = np.where(fb, d - c, 0.0)
+        # Rows far apart (some |d_i| > 1): c is large and its rounding, u·|c|, would
+        # move every t_i (and P_i = Q_i e^{t_i}) by as much. There nothing is tiny, so
+        # t_i = log_softmax(a)_i − log_softmax(b)_i from exact differences of the logits
+        # centred on each row's own maximum is accurate to u·|t_i| [token_kl.definition].
+        apart = (np.abs(np.where(fa & fb, d, 0.0)) > 1.0).any(axis=-1)[..., None]
+        if apart.any():
+            t_apart, g = _log_ratio_apart(a, beta_hi + beta_lo, fa, z_hi, z_lo)
+            t = np.where(apart, t_apart, t)
         terms = np.where(fb, _terms_from_log_ratio(t, beta_hi, beta_lo, w), 0.0)
+        if apart.any():
+            # Z·(P t − P + Q) = e^g (t − 1) + w with e^g = Z·P from the logits of P (not
+            # from t, whose rounding u·|t| would move P by as much): no cancellation
+            # beyond a factor 4 for |t| > 1 (w·(1 − 2/e) <= the term for t < −1).
+            direct = np.where(fa, np.exp(g) * (t - 1.0), 0.0) + w
+            terms = np.where(apart & fb & (np.abs(t) > 1.0), direct, terms)
     k_hi, k_lo = dd_sum(terms)
     kl = (k_hi + k_lo) / z_hi / (1.0 + z_lo / z_hi)
     kl = np.where(infinite, np.inf, kl) + 0.0
     return kl[()] if kl.ndim == 0 else kl
+
+
+def _log_ratio_apart(
+    a: np.ndarray, beta: np.ndarray, fa: np.ndarray, z_hi: np.ndarray, z_lo: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(t, g): t_i = log P_i − log Q_i and g_i = log(Z·P_i), from each row's own maximum.
+
+    With k the argmax of a, α_i = a_i − a_k (exact as hi + lo) and L = log Σ e^α:
+    log P_i = α_i − L, and t_i = α_i − L − β_i + log Z, where β_i = b_i − b_j and
+    Z = Σ e^β in [1, n] come from the caller. The large parts are differences of
+    logits; the logs are of numbers in [1, n], rounded to u. −inf where a_i is.
+    """
+    k = np.argmax(a, axis=-1)[..., None]
+    alpha_hi, alpha_lo = two_sum(a, -np.take_along_axis(a, k, -1))
+    alpha_lo = np.where(fa, alpha_lo, 0.0)
+    rest_hi, rest_lo = dd_sum(np.where(alpha_hi < 0, np.exp(alpha_hi), 0.0))
+    # Ties for the maximum count once in the 1 of log1p (the others are in the rest).
+    ties = np.count_nonzero(alpha_hi == 0, axis=-1) - 1
+    log_sum_a = np.log1p(ties + rest_hi + rest_lo)[..., None]
+    log_z = (np.log(z_hi) + z_lo / z_hi)[..., None]
+    g = np.where(fa, alpha_hi + (alpha_lo - log_sum_a) + log_z, -np.inf)
+    x_hi, x_err = two_sum(np.where(fa, alpha_hi, 0.0), -beta)
+    t = np.where(fa, x_hi + (x_err + alpha_lo) - log_sum_a + log_z, -np.inf)
+    return t, g
 
 
 def _terms_from_log_ratio(
