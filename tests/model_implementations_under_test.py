@@ -10,6 +10,7 @@ with the clamps a careful engineer adds), which every required check must pass.
 from __future__ import annotations
 
 import numpy as np
+import scipy.integrate
 import scipy.special
 import scipy.stats
 
@@ -495,7 +496,7 @@ def mixture_kl_on_a_grid(weights, means, sds, mean, sd, *, direction):
     x = np.linspace(-40.0, 40.0, 4001)
     lp, lq = _log_mixture(x, w, mu, s), scipy.stats.norm.logpdf(x, mean, sd)
     f = np.exp(lq) * (lq - lp) if direction == "reverse" else np.exp(lp) * (lp - lq)
-    return float(np.trapezoid(f, x))
+    return float(scipy.integrate.trapezoid(f, x))  # numpy's is trapz before 2.0
 
 
 # --- the tables ----------------------------------------------------------------------
