@@ -51,6 +51,7 @@ def _list(args: argparse.Namespace, out: TextIO) -> int:
     rows = [
         {
             "id": c.id,
+            "topic": c.topic,
             "kind": c.kind,
             "statement": c.statement,
             "latex": c.latex,
@@ -65,7 +66,11 @@ def _list(args: argparse.Namespace, out: TextIO) -> int:
         out.write("\n")
         return 0
     width = max(len(r["id"]) for r in rows)
+    topic = None
     for r in rows:
+        if r["topic"] != topic:
+            topic = r["topic"]
+            out.write(f"{'' if r is rows[0] else chr(10)}## {topic}\n")
         out.write(f"{r['id']:<{width}}  {r['kind']:<14}  {r['statement']}\n")
         out.write(f"{'':<{width}}  {'':<14}  checks: {', '.join(r['checks'])}\n")
     out.write(f"\n{len(rows)} clauses, {sum(len(r['checks']) for r in rows)} checks\n")

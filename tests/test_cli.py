@@ -25,6 +25,10 @@ def test_list_shows_every_clause_and_its_checks():
         assert re.search(rf"^{re.escape(c.id)}\s+{re.escape(c.kind)}\s", text, re.MULTILINE)
     for k in CHECKS:
         assert k.name in text
+    from klspec.spec.clauses import TOPICS
+
+    headings = [line[3:] for line in text.splitlines() if line.startswith("## ")]
+    assert headings == list(TOPICS)  # grouped by topic, in reading order
 
 
 def test_list_json():
@@ -34,6 +38,7 @@ def test_list_json():
     rows = json.loads(text)
     assert status == 0
     assert [r["id"] for r in rows] == [c.id for c in CATALOG]
+    assert [r["topic"] for r in rows] == [c.topic for c in CATALOG]
     assert sum(len(r["checks"]) for r in rows) == len(CHECKS)
 
 
