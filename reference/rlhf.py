@@ -61,7 +61,12 @@ from numpy.typing import ArrayLike
 
 from klspec.reference.divergences import kl_divergence
 from klspec.reference.exact_arithmetic import dd_sum, two_prod, two_sum
-from klspec.reference.validation import _first_clash, _raise_at_first, validate_distributions
+from klspec.reference.validation import (
+    _as_real_array,
+    _first_clash,
+    _raise_at_first,
+    validate_distributions,
+)
 
 __all__ = ["rlhf_objective", "rlhf_optimal_policy", "rlhf_optimal_value"]
 
@@ -324,18 +329,7 @@ def _with_rewards(
     (*batch, n), batch being the broadcast of theirs and the rewards' batch shapes.
     """
     n = dists[0].shape[-1]
-    try:
-        arr = np.asarray(rewards)
-    except ValueError as exc:
-        if "inhomogeneous" in str(exc):
-            raise ValueError(
-                "rewards is a ragged nested sequence: every row must have the same length"
-            ) from None
-        raise TypeError(f"rewards cannot be converted to an array of numbers: {exc}") from exc
-    except (TypeError, OverflowError) as exc:
-        raise TypeError(f"rewards cannot be converted to an array of numbers: {exc}") from exc
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"rewards has dtype {arr.dtype}; rewards must be real numbers")
+    arr = _as_real_array("rewards", rewards, what="rewards")
     if arr.ndim == 0:
         raise ValueError(
             f"rewards is 0-d (a single number); give one reward per response, shape (..., {n})"
