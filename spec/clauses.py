@@ -385,7 +385,7 @@ _DOMAIN = (
 )
 
 _MODEL_VALUE = (
-    "Checked against the exact value (mpmath at 50 digits from the same float64 inputs) "
+    "Checked against the exact value (mpmath at 40 digits from the same float64 inputs) "
     "within (2γ_n + 8u)·Σ|t_i| over the n terms t_i: a handful of roundings per term and "
     "summation in any order (klspec.spec.tolerances.model_tolerance)."
 )
@@ -437,9 +437,10 @@ _NOISE_MODELS = (
         r" = \sum_i \big[\log(1 + e^{z_i}) - y_i z_i\big]",
         "definition",
         ("bernoulli_nll",),
-        _MODEL_VALUE + " Probabilities are drawn down to 1e-300 and up to 1 − 1e-16; the "
-        "implementation is called with probabilities (p=). Proved in "
-        "docs/proofs/bernoulli_nll_bce.md.",
+        _MODEL_VALUE + " Called as bernoulli_nll(y, p). Probabilities are drawn down to "
+        "1e-300 and up to 1 − 1e-16; half the draws are confident (hard labels, p within "
+        "1e-300..1e-17 of the label), where every term is tiny and log(1 − p) written as "
+        "such loses it. Proved in docs/proofs/bernoulli_nll_bce.md.",
         topic="noise models",
     ),
     Clause(
@@ -464,7 +465,9 @@ _NOISE_MODELS = (
         r" = \sum_i \big[\lambda_i - y_i \log \lambda_i + \log y_i!\big]",
         "definition",
         ("poisson_nll",),
-        _MODEL_VALUE + " Counts up to 1e6, rates from 1e-300 to 1e6. Proved in "
+        "Checked against mpmath at 40 digits; the tolerance is (2γ_n + 8u) times the sizes "
+        "of each term's three parts λ, |y log λ| and log y! (they cancel for large counts). "
+        "Counts up to 1e6, rates from 1e-300 to 1e6. Proved in "
         "docs/proofs/poisson_nll_deviance.md.",
         topic="noise models",
     ),
@@ -580,11 +583,13 @@ _FITS = (
         r"|\widehat{KL} - KL| \le 10^{-9} \max(1, KL)",
         "definition",
         ("mixture_gaussian_kl",),
-        "Checked against mpmath quadrature at 30 digits of the one integral without a closed "
+        "Checked against mpmath Gauss–Legendre quadrature at 20 digits (its error estimate "
+        "required below 1e-15) of the one integral without a closed "
         "form, ∫φ(z) log p(c + s z) dz, split where the mixture's dominant component changes, "
         "on drawn mixtures with modes at ±3, ±10, ±30, weights of 1e-6, widths of 1e-3 "
         "beside 1e3, and Gaussians 1e-3 or 1e3 wide. A grid that lets Q's mass escape, or "
-        "Gauss–Hermite with 200 nodes (off by 1e-3 to 1.5 on these), fails.",
+        "Gauss–Hermite (20 nodes in the meta-test; with 200 it is still off by 1e-3 to 1.5 "
+        "on such mixtures, tests/test_fitting.py), fails.",
         topic="gaussian fits",
     ),
     Clause(
@@ -745,7 +750,7 @@ _ESTIMATORS = (
         "property",
         ("k3",),
         "Exact: no tolerance. The literal (exp(d) − 1) − d in float64 cancels for |d| < 1e-8 "
-        "and returns negative values; expm1 alone does not fix it.",
+        "and returns negative values.",
         topic="language models",
     ),
     Clause(
@@ -782,7 +787,8 @@ _ESTIMATORS = (
         "finite differences of the implementation (step h = 2^-17), times the exact "
         "∇_θ log π(t) = e_t − π; the right-hand sides are in closed form. Numeric, not a "
         "proof: the tolerance is the finite-difference error h²/6·max|k'''| plus the "
-        "rounding 8u·max|k|/h, summed over the enumeration.",
+        "value tolerances of k at both points divided by the step (estimator.definitions), "
+        "weighted by π and summed over the enumeration.",
         topic="language models",
     ),
 )
@@ -796,8 +802,9 @@ _RLHF = (
         r"\quad Z = \sum_y \pi_{ref}(y) e^{r(y)/\beta}",
         "definition",
         ("rlhf_optimal_policy", "rlhf_optimal_value"),
-        "Against mpmath: each π*(y) within 4u relative plus the conditioning of the exponent "
-        "(u·|r/β|), β log Z within the same. Rewards up to 1e4 with β down to 1e-3 (r/β up to "
+        "Against mpmath: each π*(y) within a relative (8 + 2n)u + 4u(max|r|/β + 1) (r/β is "
+        "rounded, relative u, and every π* moves with it), β log Z within "
+        "4uβ(max|r|/β + 1) + 8u|β log Z|. Rewards up to 1e4 with β down to 1e-3 (r/β up to "
         "1e7: a naive exp overflows). Proved in docs/proofs/rlhf_optimum.md.",
         topic="rlhf",
     ),

@@ -34,15 +34,7 @@ from klspec.spec._assert import invoke, observe, require, require_close, show, v
 from klspec.spec._registry import check
 from klspec.spec.implementations import Implementation
 from klspec.spec.strategies import Case
-from klspec.spec.tolerances import U, gamma
-
-#: Below this an absolute error is lost to the subnormal grid (a few units of 2**-1074).
-_SUBNORMAL_SLACK = 2.0**-1070
-
-
-def model_tolerance(magnitude: float, n: int) -> float:
-    """(2γ_n + 8u)·Σ|t_i|: a handful of roundings per term and a sum in any order."""
-    return (2 * gamma(n) + 8 * U) * magnitude + n * _SUBNORMAL_SLACK
+from klspec.spec.tolerances import U, gamma, model_tolerance
 
 
 def _mp(x: float) -> mpmath.mpf:

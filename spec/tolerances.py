@@ -115,3 +115,17 @@ def perturbation_error(relative: float, magnitude: float) -> float:
     :func:`rounding_error` S moves by at most 2·relative·(M + 2).
     """
     return 2.0 * relative * (magnitude + 2.0)
+
+
+#: Below this an absolute error is lost to the subnormal grid (a few units of 2**-1074).
+SUBNORMAL_SLACK = 2.0**-1070
+
+
+def model_tolerance(magnitude: float, n: int) -> float:
+    """(2γ_n + 8u)·Σ|t_i| for a sum of n terms of the model clauses (losses, likelihoods).
+
+    A handful of roundings per term and a sum in any order; ``magnitude`` is Σ|t_i|
+    of the exact terms, or of their parts where a term is a difference that may
+    cancel. Plus a few subnormal units per term.
+    """
+    return (2 * gamma(n) + 8 * U) * magnitude + n * SUBNORMAL_SLACK
