@@ -326,8 +326,9 @@ def language_models_page() -> str:
     )
     out += [
         "",
-        "The second row differs by 1e-6 in one logit; its KL, about 1e-13, is where float32 "
-        "`log_softmax` followed by `kl_div` returns noise of size 1e-7, often negative "
+        "The second row differs by 1e-6 in one logit; its KL, about 1e-13, is below what "
+        "float32 can resolve (each log-probability is rounded to about 6e-8 relative), and "
+        "float32 `log_softmax` followed by `kl_div` returns rounding noise there, often negative "
         "(`klspec check torch.kl_div.logits.float32` shows it: see the "
         "[conformance matrix](conformance.md)). The KL of a whole sequence is the "
         "expected sum of these per-token KLs along sequences drawn from the policy (clause "
