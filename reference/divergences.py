@@ -22,8 +22,17 @@ subnormal probabilities, 300 decades of dynamic range, supports of 10^6
 outcomes). KL is never negative and is exactly 0 when p ∝ q. Results that
 underflow (KL below ~1e-308) lose relative accuracy like any float64 value.
 
-How (KL)
---------
+Speed and memory
+----------------
+All three functions make one pass over their inputs in blocks that stay in the
+CPU cache, on every core, with a few MB of memory whatever the input size, and
+check the values (rule 6-7 of :mod:`klspec.reference.validation`) on the way:
+see :mod:`klspec.reference._chunked` for the identities that pass uses and the
+certificate with which each row either vouches for its accuracy or is recomputed
+by the whole-array method described next. ``docs/performance.md`` has the numbers.
+
+How (KL, the exact path)
+------------------------
 Write r_i = P_i/Q_i = (p_i Σq)/(q_i Σp) and s_i = (r_i − 1)/(r_i + 1), i.e.
 
     s_i = (p_i Σq − q_i Σp) / (p_i Σq + q_i Σp)   ∈ [−1, 1].
@@ -45,8 +54,14 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from klspec.reference import _chunked
 from klspec.reference.exact_arithmetic import dd_sum, two_prod, two_sum
-from klspec.reference.validation import validate_base, validate_distributions
+from klspec.reference.validation import (
+    prepare_distributions,
+    sum_tolerance,
+    validate_base,
+    validate_distributions,
+)
 
 # Scale inputs by 2**600 before forming products: subnormal probabilities become
 # normal numbers and Dekker's TwoProduct stays exact (p <= 1 + tol, so no overflow).
@@ -85,9 +100,7 @@ def entropy(p: ArrayLike, *, axis: int = -1, base: float | None = None) -> np.fl
     TypeError, ValueError
         For invalid input, naming the argument, the problem and the position.
     """
-    (p,), _ = validate_distributions({"p": p}, axis=axis)
-    log_base = validate_base(base)
-    return _finish(_entropy_nats(p), log_base)
+    return _evaluate({"p": p}, axis, base, _chunked.plogx_rows, _entropy_exact)
 
 
 def cross_entropy(
@@ -96,12 +109,11 @@ def cross_entropy(
     """Cross-entropy H(P, Q) = −Σ P_i log Q_i = H(P) + KL(P‖Q).
 
     ``+inf`` when some q_i = 0 < p_i. Parameters, validation and result type as
-    for :func:`kl_divergence`. Computed as H(P) + KL(P‖Q): both are
-    non-negative and exact, so their sum is too.
+    for :func:`kl_divergence`. Computed as C/Σp + log Σq with C = −Σ p_i log q_i
+    (every term non-negative) and Σq summed exactly; rows where that could lose
+    digits are recomputed as H(P) + KL(P‖Q), both non-negative and exact.
     """
-    (p, q), _ = validate_distributions({"p": p, "q": q}, axis=axis)
-    log_base = validate_base(base)
-    return _finish(_entropy_nats(p) + _kl_nats(p, q), log_base)
+    return _evaluate({"p": p, "q": q}, axis, base, _chunked.plogx_rows, _cross_entropy_exact)
 
 
 def kl_divergence(
@@ -142,9 +154,56 @@ def kl_divergence(
         For invalid input, naming the argument, the problem and the position
         (e.g. ``q[3, 17] is negative``). The arguments are never modified.
     """
-    (p, q), _ = validate_distributions({"p": p, "q": q}, axis=axis)
-    log_base = validate_base(base)
-    return _finish(_kl_nats(p, q), log_base)
+    return _evaluate({"p": p, "q": q}, axis, base, _chunked.kl_divergence_rows, _kl_nats)
+
+
+# Rows the fast path cannot certify are recomputed exactly in groups of about this
+# many elements (the exact path's temporaries are ~15 times its input).
+_EXACT_GROUP = 1 << 17
+# How close to the sum tolerance a row sum may come before the full validator,
+# which sums exactly as it documents, decides.
+_SUM_MARGIN = 1e-12
+
+
+def _evaluate(named, axis, base, fast, exact) -> np.float64 | np.ndarray:
+    """Validate, run the chunked fast path, redo uncertified rows exactly, finish."""
+    arrays, batch = prepare_distributions(named, axis=axis)
+    try:
+        log_base = validate_base(base)
+    except (TypeError, ValueError):
+        validate_distributions(named, axis=axis)  # errors in the data are reported first
+        raise
+    with np.errstate(all="ignore"):  # invalid values are reported by validation below
+        result = fast(arrays)
+    if not _values_are_valid(arrays, result):
+        validate_distributions(named, axis=axis)  # raises, naming the entry or row
+    values = result["value"]
+    redo = np.flatnonzero(~result["certified"])
+    step = max(1, _EXACT_GROUP // arrays[0].shape[-1])
+    for start in range(0, redo.size, step):
+        rows = redo[start : start + step]
+        index = np.unravel_index(rows, batch) if batch else (None,)
+        values[rows] = exact(*(np.asarray(a[index], dtype=np.float64) for a in arrays))
+    return _finish(values.reshape(batch), log_base)
+
+
+def _values_are_valid(arrays, result) -> bool:
+    """Rules 6-7 from what the pass measured: no negative or NaN entry, sums near 1."""
+    if not all(lowest >= 0 for lowest in result["lowest"].values()):  # NaN fails too
+        return False
+    for sums, a in zip(result["sums"].values(), arrays, strict=True):
+        tolerance = sum_tolerance(a.dtype) - _SUM_MARGIN
+        if not np.all(np.abs(sums - 1.0) <= tolerance):  # NaN and inf fail too
+            return False
+    return True
+
+
+def _entropy_exact(p: np.ndarray) -> np.ndarray:
+    return _entropy_nats(p)
+
+
+def _cross_entropy_exact(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    return _entropy_nats(p) + _kl_nats(p, q)
 
 
 def _finish(nats: np.ndarray, log_base: float | None) -> np.float64 | np.ndarray:

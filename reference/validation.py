@@ -76,7 +76,13 @@ from types import MappingProxyType
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-__all__ = ["SUM_TOLERANCES", "sum_tolerance", "validate_base", "validate_distributions"]
+__all__ = [
+    "SUM_TOLERANCES",
+    "prepare_distributions",
+    "sum_tolerance",
+    "validate_base",
+    "validate_distributions",
+]
 
 _FLOAT64_EPS = float(np.finfo(np.float64).eps)
 
@@ -179,7 +185,13 @@ def validate_distributions(
     if not named:
         raise ValueError("validate_distributions needs at least one named distribution")
     checked = {name: _validate_one(name, value, axis) for name, value in named.items()}
+    return _common_layout(checked, axis)
 
+
+def _common_layout(
+    checked: Mapping[str, np.ndarray], axis: int
+) -> tuple[tuple[np.ndarray, ...], tuple[int, ...]]:
+    """Rule 8: equal support sizes, broadcast batch shapes; arrays broadcast to them."""
     names = list(checked)
     first = names[0]
     for name in names[1:]:
@@ -203,8 +215,29 @@ def validate_distributions(
     return arrays, batch_shape
 
 
-def _validate_one(name: str, value: ArrayLike, axis: int) -> np.ndarray:
-    """Rules 1-7 for one argument; returns float64 with the support axis last."""
+def prepare_distributions(
+    named: Mapping[str, ArrayLike], *, axis: int
+) -> tuple[tuple[np.ndarray, ...], tuple[int, ...]]:
+    """Rules 1-5 and 8 only: types, shapes, ``axis`` and broadcasting, not the values.
+
+    For callers that check entries and sums themselves while they compute (the
+    chunked kernels of :mod:`klspec.reference._chunked` see every value once and
+    call :func:`validate_distributions` to raise the error when something is off).
+    Returns ``(arrays, batch_shape)`` like :func:`validate_distributions`, but each
+    array keeps its own dtype (no float64 copy is made) and is a view of the input
+    when the input was an array.
+    """
+    if not named:
+        raise ValueError("prepare_distributions needs at least one named distribution")
+    prepared = {}
+    for name, value in named.items():
+        arr, ax = _prepare_one(name, value, axis)
+        prepared[name] = np.moveaxis(arr, ax, -1)
+    return _common_layout(prepared, axis)
+
+
+def _prepare_one(name: str, value: ArrayLike, axis: int) -> tuple[np.ndarray, int]:
+    """Rules 1-5 for one argument; returns the array and the support axis, in range."""
     arr = _as_real_array(name, value)
     if arr.ndim == 0:
         raise ValueError(
@@ -213,6 +246,12 @@ def _validate_one(name: str, value: ArrayLike, axis: int) -> np.ndarray:
     ax = _normalise_axis(axis, name, arr.ndim)
     if arr.shape[ax] == 0:
         raise ValueError(f"{name} has an empty support: axis {axis} has length 0")
+    return arr, ax
+
+
+def _validate_one(name: str, value: ArrayLike, axis: int) -> np.ndarray:
+    """Rules 1-7 for one argument; returns float64 with the support axis last."""
+    arr, ax = _prepare_one(name, value, axis)
 
     # Overflow in the cast (longdouble > 1.8e308) and inf - inf in a sum are reported
     # by the checks below as errors, never as numpy warnings.

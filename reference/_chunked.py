@@ -1,0 +1,491 @@
+r"""One pass, in blocks that stay in cache: KL, entropy and cross-entropy, fast and exact.
+
+Why a second path
+-----------------
+:mod:`klspec.reference.divergences` explains how the reference gets every digit
+right. Done over whole arrays, that costs ~15 temporaries the size of the input
+and 10-30× the time of ``scipy.special.rel_entr(p, q).sum()``. This module
+computes the same quantities in blocks of :data:`CHUNK` elements that stay in
+the L2 cache, reads every input once, allocates nothing that grows with the
+input, checks the inputs' values on the way (validation costs no extra pass)
+and reaches for the exact path only for rows where it cannot vouch for its own
+accuracy.
+
+The identities (all exact in real arithmetic; Sp = Σp, Sq = Σq)
+---------------------------------------------------------------
+KL. With the *unnormalised* terms T_i = p_i log(p_i/q_i) − p_i + q_i ≥ 0 and
+A = Σ T_i, D = Sq − Sp,
+
+    KL(P‖Q) = A/Sp + ψ(D/Sp),     ψ(w) = log1p(w) − w ≈ −w²/2 ≤ 0.
+
+A needs no row sum at all: T_i is a function of p_i and q_i alone, computed
+like the exact path's terms (s = (p−q)/(p+q), T = (p−q)·s·(1 + s(1+s)B(s²))
+by a polynomial for |s| ≤ 1/2, and T = (p−q)·s + p·(log(p/q) − 2s) beyond),
+where p − q is exact whenever s is small (Sterbenz), so no digit is lost for
+nearly equal inputs. D = −Σ(p_i − q_i) only enters through ψ, which is of order
+D² (1e-32 for inputs normalised to float64 precision).
+
+Entropy. H(P) = E/Sp + log Sp with E = −Σ p_i log p_i. H moves by (1 − H)·δ
+when Sp moves by δ, so Sp is summed exactly (two levels of Rump–Ogita–Oishi
+extraction per block: ~2^-100 absolute).
+
+Cross-entropy. H(P, Q) = C/Sp + log Sq with C = −Σ p_i log q_i; Sq summed
+exactly, as for entropy.
+
+When the fast path defers to the exact one
+------------------------------------------
+Each row gets a certificate from quantities the pass has already computed:
+
+* KL: |ψ| ≤ A/(16 Sp) (the subtraction loses at most a factor 16/15), and the
+  error ψ inherits from D's rounding (Σ|p_i − q_i| ≤ √(2.3·A) by
+  Cauchy–Schwarz) is below A/(16 Sp) times float64's unit roundoff.
+* entropy / cross-entropy: |log S| ≤ H/16 and no probability in the row above 1.
+
+Rows without a certificate (p ∝ q but not normalised, rows that are one-hot up to
+rounding, and the like) are recomputed by the exact path of
+:mod:`klspec.reference.divergences`. Rows with zeros, subnormals or ratios
+beyond 2^±500 are not deferred: their blocks are computed with the scaling by
+2^600 and the masks of the exact path ("careful" blocks), which give the same
+terms bit for bit as the fast formulas wherever both apply.
+
+What depends on the blocking
+----------------------------
+Each term is a function of its own p_i, q_i and of the polynomial the block
+chose for B (a short Taylor series when every |s| in the block is below 2^-5,
+the degree-13 fit on [0, 1/4] otherwise); row sums are pairwise within a block
+and double-double across blocks. So results for different layouts or block
+sizes agree to the accuracy bound, not always to the last bit;
+tests/test_chunked.py checks both (bit for bit where the blocks coincide).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from klspec.reference.exact_arithmetic import two_sum
+
+#: Elements per block (512 KiB per buffer): big enough that two threads scale, small
+#: enough that a block's ~8 buffers stay in a 2-4 MiB L2 cache.
+CHUNK = 1 << 16
+
+_SCALE = 2.0**600  # the exact path's scaling: subnormal inputs give normal terms
+_UNSCALE = 2.0**-600
+_TINY = 2.0**-500  # blocks with an entry below this (or a zero) are computed carefully
+_U = 2.0**-53  # unit roundoff of float64
+
+# B(x) = Σ_k x^k/(2k+3) = (atanh √x − √x)/x^{3/2}. On x = s² in [0, 1/4] (|s| <= 1/2)
+# this degree-13 polynomial (interpolation at Chebyshev nodes, computed with mpmath at
+# 60 digits) has relative error below 1.3 units of 2**-53 including Horner's rounding;
+# tests/test_chunked.py recomputes the bound against mpmath.
+B_POLYNOMIAL = (
+    0.3333333333333333,
+    0.20000000000000864,
+    0.14285714285490106,
+    0.11111111133938968,
+    0.09090907881509189,
+    0.07692345940270638,
+    0.06665886352701884,
+    0.05893099692590042,
+    0.05160769881147162,
+    0.05441915418234587,
+    0.012292448728540531,
+    0.13557903913692299,
+    -0.14450491183414468,
+    0.21098097885975797,
+)
+_TAYLOR_LIMIT_X = 2.0**-10  # below this, B's Taylor series is shorter than the polynomial
+_SERIES_LIMIT_X = 0.25  # |s| <= 1/2: polynomial; beyond: log(p/q)
+
+
+# ---------------------------------------------------------------------------
+# Blocks
+# ---------------------------------------------------------------------------
+
+
+class _Workspace:
+    """Named scratch buffers of CHUNK float64 each, reused by every block of a call."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def __call__(self, name: str, shape: tuple[int, int]) -> np.ndarray:
+        size = shape[0] * shape[1]
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.size < size:
+            buffer = self._buffers[name] = np.empty(max(size, CHUNK))
+        return buffer[:size].reshape(shape)
+
+
+def _mergeable(a: np.ndarray) -> bool:
+    """Whether the batch axes of ``a`` (all but the last) flatten into one without a copy."""
+    shape, strides = a.shape[:-1], a.strides[:-1]
+    return all(
+        shape[i] == 1 or shape[i + 1] == 1 or strides[i] == strides[i + 1] * shape[i + 1]
+        for i in range(len(shape) - 1)
+    )
+
+
+def _panels(arrays: tuple[np.ndarray, ...], first_row: int = 0) -> Iterator[tuple[int, tuple]]:
+    """2-D views ``(rows, n)`` covering the flattened batch, with their first row index."""
+    a0 = arrays[0]
+    if a0.ndim == 1:
+        yield first_row, tuple(a[None, :] for a in arrays)
+    elif a0.ndim == 2 or all(_mergeable(a) for a in arrays):
+        yield first_row, tuple(a.reshape(-1, a.shape[-1]) for a in arrays)
+    else:  # broadcast or permuted batch axes that do not flatten: one sub-panel per index
+        step = math.prod(a0.shape[1:-1])
+        for i in range(a0.shape[0]):
+            yield from _panels(tuple(a[i] for a in arrays), first_row + i * step)
+
+
+def _blocks(rows: int, n: int) -> Iterator[tuple[int, int, int, int]]:
+    """(r0, r1, c0, c1) blocks of at most CHUNK elements: whole rows, or pieces of one row."""
+    if n >= CHUNK:
+        for r in range(rows):
+            for c0 in range(0, n, CHUNK):
+                yield r, r + 1, c0, min(n, c0 + CHUNK)
+    else:
+        step = CHUNK // n
+        for r0 in range(0, rows, step):
+            yield r0, min(rows, r0 + step), 0, n
+
+
+@dataclass
+class _Record:
+    """What a kernel reports for one block: row sums, extremes, and rows to redo exactly."""
+
+    sums: dict[str, np.ndarray | tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    lowest: dict[str, float] = field(default_factory=dict)
+    highest: dict[str, float] = field(default_factory=dict)
+    flag: bool = False
+
+
+@dataclass
+class _Totals:
+    """Per-row double-double sums and per-call extremes, accumulated in block order."""
+
+    rows: int
+    sums: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    lowest: dict[str, float] = field(default_factory=dict)
+    highest: dict[str, float] = field(default_factory=dict)
+    flagged: np.ndarray | None = None  # rows a kernel asks the exact path to redo
+
+    def add(self, r0: int, r1: int, record: _Record) -> None:
+        for name, value in record.sums.items():
+            hi, lo = value if isinstance(value, tuple) else (value, 0.0)
+            if name not in self.sums:
+                self.sums[name] = (np.zeros(self.rows), np.zeros(self.rows))
+            acc_hi, acc_lo = self.sums[name]
+            s, e = two_sum(acc_hi[r0:r1], hi)
+            acc_hi[r0:r1] = s
+            acc_lo[r0:r1] += e + lo
+        for name, v in record.lowest.items():
+            # NaN never compares, so a NaN anywhere sticks (and fails validation).
+            old = self.lowest.get(name, math.inf)
+            self.lowest[name] = v if (v != v or v < old) else old
+        for name, v in record.highest.items():
+            old = self.highest.get(name, -math.inf)
+            self.highest[name] = v if (v != v or v > old) else old
+        if record.flag:
+            if self.flagged is None:
+                self.flagged = np.zeros(self.rows, dtype=bool)
+            self.flagged[r0:r1] = True
+
+    def total(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.sums[name]
+
+
+Kernel = Callable[[list, "_Workspace"], _Record]
+
+
+def threads() -> int:
+    """Worker threads for large inputs: ``KLSPEC_NUM_THREADS``, else the usable CPUs (≤ 8).
+
+    numpy releases the GIL inside its loops, so blocks computed on two threads run
+    on two cores. Results do not depend on the number of threads: blocks are
+    totalled in the same order either way.
+    """
+    setting = os.environ.get("KLSPEC_NUM_THREADS", "").strip()
+    if setting:
+        try:
+            return max(1, int(setting))
+        except ValueError:
+            raise ValueError(
+                f"KLSPEC_NUM_THREADS={setting!r} is not a whole number of threads"
+            ) from None
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        usable = os.cpu_count() or 1
+    return max(1, min(usable, 8))
+
+
+_EXECUTORS: dict[int, ThreadPoolExecutor] = {}
+_EXECUTOR_LOCK = threading.Lock()
+_LOCAL = threading.local()
+# Below this many blocks one thread is as fast as several.
+_MIN_BLOCKS_FOR_THREADS = 4
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    with _EXECUTOR_LOCK:
+        if workers not in _EXECUTORS:
+            _EXECUTORS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="klspec")
+        return _EXECUTORS[workers]
+
+
+def run(arrays: tuple[np.ndarray, ...], kernel: Kernel, workers: int | None = None) -> _Totals:
+    """Call ``kernel(blocks, work)`` on every block of the inputs and total the records.
+
+    ``arrays`` share the shape ``(*batch, n)``; each block is a C-contiguous float64
+    array of shape ``(r1 - r0, c1 - c0)`` (a view when the input already is one, else
+    a copy into a reused buffer, which is where other dtypes are converted). Blocks
+    run on ``workers`` threads (default :func:`threads`) and are totalled in order.
+    """
+    n = arrays[0].shape[-1]
+    totals = _Totals(rows=math.prod(arrays[0].shape[:-1]))
+    tasks = [
+        (first_row + r0, first_row + r1, tuple(a[r0:r1, c0:c1] for a in panel))
+        for first_row, panel in _panels(arrays)
+        for r0, r1, c0, c1 in _blocks(panel[0].shape[0], n)
+    ]
+
+    def one(task: tuple) -> _Record:
+        work = getattr(_LOCAL, "work", None)
+        if work is None:
+            work = _LOCAL.work = _Workspace()
+        blocks = []
+        for i, view in enumerate(task[2]):
+            if view.dtype != np.float64 or not view.flags.c_contiguous:
+                buffer = work(f"in{i}", view.shape)
+                np.copyto(buffer, view, casting="unsafe")
+                view = buffer
+            blocks.append(view)
+        with np.errstate(all="ignore"):  # invalid input is reported by validation afterwards
+            return kernel(blocks, work)
+
+    workers = threads() if workers is None else workers
+    if workers > 1 and len(tasks) >= _MIN_BLOCKS_FOR_THREADS:
+        records = _executor(workers).map(one, tasks)
+    else:
+        records = map(one, tasks)
+    for (r0, r1, _), record in zip(tasks, records, strict=True):
+        totals.add(r0, r1, record)
+    return totals
+
+
+# ---------------------------------------------------------------------------
+# Pieces shared by the kernels
+# ---------------------------------------------------------------------------
+
+
+def _exact_row_sums(x: np.ndarray, work: _Workspace, tag: str) -> tuple[np.ndarray, np.ndarray]:
+    """Σ x along the last axis to ~2**-100 absolute for 0 <= x <= 2, as (hi, lo).
+
+    Two levels of error-free extraction (Rump, Ogita & Oishi 2008): adding and
+    subtracting a power of two σ splits x into a part on a grid that sums exactly
+    and an exact remainder; the second level does the same to the remainder, and
+    the final remainders (< 2**-70 each) are summed in float64.
+    """
+    c = x.shape[-1]
+    sigma1 = 2.0 ** (math.ceil(math.log2(c)) + 1)
+    sigma2 = sigma1 * 2.0 ** (math.ceil(math.log2(c)) - 52)
+    h = work(tag + "h", x.shape)
+    r = work(tag + "r", x.shape)
+    np.add(x, sigma1, out=h)
+    np.subtract(h, sigma1, out=h)
+    np.subtract(x, h, out=r)
+    sum1 = h.sum(axis=-1)
+    np.add(r, sigma2, out=h)
+    np.subtract(h, sigma2, out=h)
+    np.subtract(r, h, out=r)
+    hi, lo = two_sum(sum1, h.sum(axis=-1))
+    return hi, lo + r.sum(axis=-1)
+
+
+def _b_taylor_terms(x_max: float) -> int:
+    terms = 1
+    while x_max**terms / ((2 * terms + 3) * (1 - x_max)) > 2.0**-60:
+        terms += 1
+    return terms
+
+
+def _kl_terms(d: np.ndarray, pp: np.ndarray, qq: np.ndarray, work: _Workspace) -> np.ndarray:
+    """T_i = p log(p/q) − p + q >= 0 from d = p − q (exact when p/q is near 1), p, q."""
+    shape = d.shape
+    s = np.add(pp, qq, out=work("s", shape))
+    np.divide(d, s, out=s)
+    x = np.multiply(s, s, out=work("x", shape))
+    x_max = float(x.max())
+    ds = np.multiply(d, s, out=work("ds", shape))
+    # B(x) by Horner, then T = ds + ds·(s + s²)·B.
+    b = work("b", shape)
+    if x_max <= _TAYLOR_LIMIT_X:
+        coefficients = [1.0 / (2 * k + 3) for k in range(_b_taylor_terms(x_max))]
+    else:
+        coefficients = list(B_POLYNOMIAL)
+    if len(coefficients) == 1:
+        b.fill(coefficients[0])
+    else:
+        np.multiply(x, coefficients[-1], out=b)
+        np.add(b, coefficients[-2], out=b)
+        for c in reversed(coefficients[:-2]):
+            np.multiply(b, x, out=b)
+            np.add(b, c, out=b)
+    t = np.add(s, x, out=work("t", shape))
+    np.multiply(t, b, out=t)
+    np.multiply(t, ds, out=t)
+    np.add(t, ds, out=t)
+    if not x_max <= _SERIES_LIMIT_X:  # also when x_max is NaN
+        # |s| > 1/2: T = ds + p·(log(p/q) − 2s); log(p/q) − 2s = 2(atanh s − s).
+        big = np.divide(pp, qq, out=b)
+        np.log(big, out=big)
+        np.subtract(big, s, out=big)
+        np.subtract(big, s, out=big)
+        np.multiply(big, pp, out=big)
+        np.add(big, ds, out=big)
+        # Select by multiplying with 0 or 1 (exact; both branches are finite here, and
+        # cheaper than np.where, which allocates): t = t·[x <= 1/4] + big·[x > 1/4].
+        mask = np.greater(x, _SERIES_LIMIT_X, out=x)
+        np.multiply(big, mask, out=big)
+        np.subtract(1.0, mask, out=mask)
+        np.multiply(t, mask, out=t)
+        np.add(t, big, out=t)
+    return t
+
+
+# ---------------------------------------------------------------------------
+# KL
+# ---------------------------------------------------------------------------
+
+
+def _kl_kernel(blocks: list, work: _Workspace) -> _Record:
+    p, q = blocks
+    shape = p.shape
+    low_p, low_q = float(p.min()), float(q.min())
+    record = _Record(lowest={"p": low_p, "q": low_q})
+    record.sums["sp"] = p.sum(axis=-1)
+    d = np.subtract(p, q, out=work("d", shape))
+    record.sums["sd"] = d.sum(axis=-1)
+    if low_p > _TINY and low_q > _TINY:
+        t = _kl_terms(d, p, q, work)
+        record.sums["a"] = t.sum(axis=-1) * _SCALE
+        return record
+    # Careful block: zeros, subnormals, huge ratios (or invalid input). Scaled by 2**600
+    # the terms are the fast formula's times 2**600 exactly wherever that one applies.
+    pp = np.multiply(p, _SCALE, out=work("pp", shape))
+    qq = np.multiply(q, _SCALE, out=work("qq", shape))
+    np.multiply(d, _SCALE, out=d)
+    both_zero = (p == 0) & (q == 0)
+    # Treat 0/0 as 1/1 (s = 0); masked below.
+    pp_safe = np.where(both_zero, 1.0, pp)
+    qq_safe = np.where(both_zero, 1.0, qq)
+    t = _kl_terms(d, pp_safe, qq_safe, work)
+    # log(p/q) where p/q over/underflows: log p − log q (terms with |s| > 1/2 only).
+    ratio = pp_safe / qq_safe
+    bad_ratio = ~((ratio > np.finfo(np.float64).tiny) & (ratio < np.inf)) & (p > 0) & (q > 0)
+    if bad_ratio.any():
+        den = pp_safe + qq_safe
+        s = d / den
+        log_ratio = np.log(pp_safe) - np.log(qq_safe)
+        fixed = d * s + pp_safe * ((log_ratio - s) - s)
+        t = np.where(bad_ratio, fixed, t)
+    t = np.where(p == 0, qq, t)  # the term is q_i (0 when q_i = 0 too)
+    t = np.where((q == 0) & (p > 0), np.inf, t)
+    record.sums["a"] = t.sum(axis=-1)
+    return record
+
+
+def kl_divergence_rows(arrays: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+    """KL per row (flattened batch) with the validation sums and the certificate."""
+    totals = run(arrays, _kl_kernel)
+    a_hi, a_lo = totals.total("a")
+    sp_hi, sp_lo = totals.total("sp")
+    sd_hi, sd_lo = totals.total("sd")
+    a = a_hi + a_lo  # scaled by 2**600
+    sp = sp_hi + sp_lo
+    d = -(sd_hi + sd_lo)  # D = Sq − Sp
+    w = d / sp
+    psi = _psi(w)
+    kl_core = np.ldexp(a / sp, -600)
+    kl = kl_core + psi
+    # Certificate (module docs): little cancellation, and D's rounding harmless.
+    d_error = 27 * _U * np.sqrt(2.3 * a) * 2.0**300 + 3.3 * _U * a
+    certified = (np.abs(psi) * 16 <= kl_core) & (np.abs(d) * d_error * 16 <= a)
+    certified |= np.isinf(a)
+    return {
+        "value": kl,
+        "certified": certified,
+        "sums": {"p": sp, "q": sp + d},
+        "lowest": totals.lowest,
+    }
+
+
+def _psi(w: np.ndarray) -> np.ndarray:
+    """log1p(w) − w without cancellation for small |w|."""
+    small = np.abs(w) < 1e-3
+    series = -w * w * (0.5 - w * (1 / 3 - w * (0.25 - w * (0.2 - w / 6))))
+    with np.errstate(all="ignore"):
+        direct = np.log1p(w) - w
+    return np.where(small, series, direct)
+
+
+# ---------------------------------------------------------------------------
+# Entropy and cross-entropy: −Σ p log x, with x = p or x = q
+# ---------------------------------------------------------------------------
+
+
+def _plogx_kernel(blocks: list, work: _Workspace) -> _Record:
+    """Σ p·log x per row (x = the last block) and the exact row sums of x."""
+    p, x = blocks[0], blocks[-1]
+    shape = p.shape
+    low_p, low_x = float(p.min()), float(x.min())
+    high_x = float(x.max())
+    # A probability above 1 gives a term of the wrong sign: the exact path redoes the rows.
+    record = _Record(lowest={"p": low_p, "x": low_x}, highest={"x": high_x}, flag=high_x > 1.0)
+    if len(blocks) == 2:
+        record.sums["sp"] = p.sum(axis=-1)
+    record.sums["sx"] = _exact_row_sums(x, work, "x")
+    log_x = np.log(x, out=work("log", shape))
+    t = work("plog", shape)
+    if low_p > _TINY and low_x > _TINY:
+        np.multiply(log_x, p, out=t)
+        record.sums["e"] = t.sum(axis=-1) * _SCALE
+        return record
+    # Careful block: scaled so subnormal p give normal terms; 0·log 0 = 0; p > 0 = x is −inf.
+    pp = np.multiply(p, _SCALE, out=work("pp", shape))
+    np.multiply(log_x, pp, out=t)
+    t = np.where(p == 0, 0.0, t)
+    record.sums["e"] = t.sum(axis=-1)
+    return record
+
+
+def plogx_rows(arrays: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
+    """−Σ P_i log X_i per row, X = P (entropy, one array) or X = Q (cross-entropy)."""
+    totals = run(arrays, _plogx_kernel)
+    e_hi, e_lo = totals.total("e")
+    sx_hi, sx_lo = totals.total("sx")
+    if len(arrays) == 2:
+        sp_hi, sp_lo = totals.total("sp")
+    else:
+        sp_hi, sp_lo = sx_hi, sx_lo
+    sp = sp_hi + sp_lo
+    # log of the exactly summed Sx: Sx_hi − 1 is exact for Sx_hi in [1/2, 2].
+    log_sx = np.log1p((sx_hi - 1.0) + sx_lo)
+    core = np.ldexp(-(e_hi + e_lo) / sp, -600)
+    value = core + log_sx
+    certified = np.abs(log_sx) * 16 <= value
+    if totals.flagged is not None:
+        certified &= ~totals.flagged
+    sums = {"p": sp, "q": sx_hi + sx_lo} if len(arrays) == 2 else {"p": sp}
+    lowest = {"p": totals.lowest["p"]}
+    if len(arrays) == 2:
+        lowest["q"] = totals.lowest["x"]
+    return {"value": value, "certified": certified, "sums": sums, "lowest": lowest}
