@@ -145,14 +145,17 @@ def _panels(arrays: tuple[np.ndarray, ...], first_row: int = 0) -> Iterator[tupl
             yield from _panels(tuple(a[i] for a in arrays), first_row + i * step)
 
 
-def _blocks(rows: int, n: int) -> Iterator[tuple[int, int, int, int]]:
-    """(r0, r1, c0, c1) blocks of at most CHUNK elements: whole rows, or pieces of one row."""
-    if n >= CHUNK:
+def _blocks(rows: int, n: int, whole_rows: bool = False) -> Iterator[tuple[int, int, int, int]]:
+    """(r0, r1, c0, c1) blocks of at most CHUNK elements: whole rows, or pieces of one row.
+
+    With ``whole_rows`` a row longer than CHUNK is one block of its own.
+    """
+    if n >= CHUNK and not whole_rows:
         for r in range(rows):
             for c0 in range(0, n, CHUNK):
                 yield r, r + 1, c0, min(n, c0 + CHUNK)
     else:
-        step = CHUNK // n
+        step = max(1, CHUNK // n)
         for r0 in range(0, rows, step):
             yield r0, min(rows, r0 + step), 0, n
 
@@ -183,9 +186,11 @@ class _Totals:
             if name not in self.sums:
                 self.sums[name] = (np.zeros(self.rows), np.zeros(self.rows))
             acc_hi, acc_lo = self.sums[name]
-            s, e = two_sum(acc_hi[r0:r1], hi)
+            with np.errstate(invalid="ignore"):
+                s, e = two_sum(acc_hi[r0:r1], hi)
+                e = e + lo
             acc_hi[r0:r1] = s
-            acc_lo[r0:r1] += e + lo
+            acc_lo[r0:r1] += np.where(np.isfinite(s), e, 0.0)  # an inf total stays inf
         for name, v in record.lowest.items():
             # NaN never compares, so a NaN anywhere sticks (and fails validation).
             old = self.lowest.get(name, math.inf)
@@ -241,20 +246,27 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         return _EXECUTORS[workers]
 
 
-def run(arrays: tuple[np.ndarray, ...], kernel: Kernel, workers: int | None = None) -> _Totals:
+def run(
+    arrays: tuple[np.ndarray, ...],
+    kernel: Kernel,
+    workers: int | None = None,
+    *,
+    whole_rows: bool = False,
+) -> _Totals:
     """Call ``kernel(blocks, work)`` on every block of the inputs and total the records.
 
     ``arrays`` share the shape ``(*batch, n)``; each block is a C-contiguous float64
     array of shape ``(r1 - r0, c1 - c0)`` (a view when the input already is one, else
     a copy into a reused buffer, which is where other dtypes are converted). Blocks
     run on ``workers`` threads (default :func:`threads`) and are totalled in order.
+    ``whole_rows`` keeps every row in one block, for kernels that need a whole row.
     """
     n = arrays[0].shape[-1]
     totals = _Totals(rows=math.prod(arrays[0].shape[:-1]))
     tasks = [
         (first_row + r0, first_row + r1, tuple(a[r0:r1, c0:c1] for a in panel))
         for first_row, panel in _panels(arrays)
-        for r0, r1, c0, c1 in _blocks(panel[0].shape[0], n)
+        for r0, r1, c0, c1 in _blocks(panel[0].shape[0], n, whole_rows)
     ]
 
     def one(task: tuple) -> _Record:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from klspec.reference import _chunked
 from klspec.reference.divergences import _b_series
 from klspec.reference.exact_arithmetic import dd_sum, two_sum
 from klspec.reference.validation import (
@@ -70,7 +71,28 @@ def token_kl(
         In nats, float64, of the batch shape (a scalar for 1-D input). ``+inf``
         where logits_q is −inf at a token logits_p gives positive probability.
     """
-    a, b = _validate_logits({"logits_p": logits_p, "logits_q": logits_q}, axis)
+    named = {"logits_p": logits_p, "logits_q": logits_q}
+    a, b = _prepare_logits(named, axis)
+    # Blocks of whole rows, on every core: memory is a few blocks, whatever the batch.
+    totals = _chunked.run((a, b), _token_kl_kernel, whole_rows=True)
+    if totals.flagged is not None:
+        _validate_logits(named, axis)  # raises, naming the entry or row
+    kl_hi, kl_lo = totals.total("kl")
+    kl = (kl_hi + kl_lo).reshape(a.shape[:-1])
+    return kl[()] if kl.ndim == 0 else kl
+
+
+def _token_kl_kernel(blocks: list, work: object) -> _chunked._Record:
+    """token_kl of a block of whole rows; flags the block if a value is invalid."""
+    a, b = blocks
+    for x in (a, b):
+        if np.isnan(x).any() or np.isposinf(x).any() or np.isneginf(x).all(axis=-1).any():
+            return _chunked._Record(flag=True)
+    return _chunked._Record(sums={"kl": _token_kl_rows(a, b)})
+
+
+def _token_kl_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """token_kl of float64 rows (..., V) of valid logits, as set out in the module docs."""
     fa, fb = np.isfinite(a), np.isfinite(b)
     infinite = (fa & ~fb).any(axis=-1)
 
@@ -114,8 +136,7 @@ def token_kl(
             terms = np.where(apart & fb & (np.abs(t) > 1.0), direct, terms)
     k_hi, k_lo = dd_sum(terms)
     kl = (k_hi + k_lo) / z_hi / (1.0 + z_lo / z_hi)
-    kl = np.where(infinite, np.inf, kl) + 0.0
-    return kl[()] if kl.ndim == 0 else kl
+    return np.where(infinite, np.inf, kl) + 0.0
 
 
 def _log_ratio_apart(
@@ -329,7 +350,14 @@ def _factorial(k: int) -> float:
     return out
 
 
-def _validate_logits(named: dict[str, ArrayLike], axis: int) -> tuple[np.ndarray, np.ndarray]:
+def _prepare_logits(named: dict[str, ArrayLike], axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """The shape rules of :func:`_validate_logits`, not its value rules; no float64 copy."""
+    return _validate_logits(named, axis, values=False)
+
+
+def _validate_logits(
+    named: dict[str, ArrayLike], axis: int, *, values: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     arrays = []
     for name, value in named.items():
         arr = _as_real_array(name, value)
@@ -338,6 +366,9 @@ def _validate_logits(named: dict[str, ArrayLike], axis: int) -> tuple[np.ndarray
         ax = _normalise_axis(axis, name, arr.ndim)
         if arr.shape[ax] == 0:
             raise ValueError(f"{name} has an empty vocabulary: axis {axis} has length 0")
+        if not values:
+            arrays.append(np.moveaxis(arr, ax, -1))
+            continue
         if arr.dtype.kind == "f":
             _raise_at_first(name, arr, np.isnan(arr), lambda v: "NaN", "logits must not be NaN")
             _raise_at_first(name, arr, np.isposinf(arr), lambda v: "+inf", "logits must be < +inf")
