@@ -51,8 +51,8 @@ terms bit for bit as the fast formulas wherever both apply.
 What depends on the blocking
 ----------------------------
 Each term is a function of its own p_i, q_i and of the polynomial the block
-chose for B (a short Taylor series when every |s| in the block is below 2^-5,
-the degree-13 fit on [0, 1/4] otherwise); row sums are pairwise within a block
+chose for B (the shortest of a Taylor series and interpolants of degree 5 to 13
+that covers the block's largest s²); row sums are pairwise within a block
 and double-double across blocks. So results for different layouts or block
 sizes agree to the accuracy bound, not always to the last bit;
 tests/test_chunked.py checks both (bit for bit where the blocks coincide).
@@ -80,27 +80,60 @@ _UNSCALE = 2.0**-600
 _TINY = 2.0**-500  # blocks with an entry below this (or a zero) are computed carefully
 _U = 2.0**-53  # unit roundoff of float64
 
-# B(x) = Σ_k x^k/(2k+3) = (atanh √x − √x)/x^{3/2}. On x = s² in [0, 1/4] (|s| <= 1/2)
-# this degree-13 polynomial (interpolation at Chebyshev nodes, computed with mpmath at
-# 60 digits) has relative error below 1.3 units of 2**-53 including Horner's rounding;
-# tests/test_chunked.py recomputes the bound against mpmath.
-B_POLYNOMIAL = (
-    0.3333333333333333,
-    0.20000000000000864,
-    0.14285714285490106,
-    0.11111111133938968,
-    0.09090907881509189,
-    0.07692345940270638,
-    0.06665886352701884,
-    0.05893099692590042,
-    0.05160769881147162,
-    0.05441915418234587,
-    0.012292448728540531,
-    0.13557903913692299,
-    -0.14450491183414468,
-    0.21098097885975797,
-)
-_TAYLOR_LIMIT_X = 2.0**-10  # below this, B's Taylor series is shorter than the polynomial
+# B(x) = Σ_k x^k/(2k+3) = (atanh √x − √x)/x^{3/2}, for x = s² <= 1/4 (|s| <= 1/2), by
+# Horner with the shortest polynomial for the block's largest x: Taylor's series below
+# 2**-10, else one of these interpolants at Chebyshev nodes (computed with mpmath at
+# 60 digits), each with relative error below 1.3 units of 2**-53 on [0, limit],
+# Horner's rounding included; tests/test_chunked.py recomputes the bounds with mpmath.
+B_POLYNOMIALS = {
+    2.0**-8: (
+        0.3333333333333333,
+        0.20000000000000215,
+        0.14285714285071202,
+        0.11111111813168859,
+        0.0909056281432965,
+        0.07770940257879785,
+    ),
+    2.0**-6: (
+        0.3333333333333333,
+        0.20000000000000004,
+        0.1428571428570764,
+        0.11111111114510064,
+        0.0909090823787957,
+        0.07692423807191336,
+        0.06657930860033763,
+        0.06222641751680533,
+    ),
+    2.0**-4: (
+        0.3333333333333333,
+        0.20000000000000032,
+        0.14285714285697212,
+        0.11111111114598056,
+        0.09090908729844124,
+        0.07692329119112426,
+        0.06665895156771022,
+        0.05899449571380944,
+        0.05036728550743751,
+        0.06376785352502805,
+    ),
+    2.0**-2: (
+        0.3333333333333333,
+        0.20000000000000864,
+        0.14285714285490106,
+        0.11111111133938968,
+        0.09090907881509189,
+        0.07692345940270638,
+        0.06665886352701884,
+        0.05893099692590042,
+        0.05160769881147162,
+        0.05441915418234587,
+        0.012292448728540531,
+        0.13557903913692299,
+        -0.14450491183414468,
+        0.21098097885975797,
+    ),
+}
+_TAYLOR_LIMIT_X = 2.0**-10  # below this, B's Taylor series is the shortest
 _SERIES_LIMIT_X = 0.25  # |s| <= 1/2: polynomial; beyond: log(p/q)
 
 
@@ -322,11 +355,28 @@ def _exact_row_sums(x: np.ndarray, work: _Workspace, tag: str) -> tuple[np.ndarr
     return hi, lo + r.sum(axis=-1)
 
 
-def _b_taylor_terms(x_max: float) -> int:
-    terms = 1
-    while x_max**terms / ((2 * terms + 3) * (1 - x_max)) > 2.0**-60:
-        terms += 1
-    return terms
+def b_coefficients(x_max: float) -> list[float]:
+    """The polynomial in x for B on [0, x_max] (x_max <= 1/4, else the one for 1/4)."""
+    if x_max <= _TAYLOR_LIMIT_X:
+        terms = 1
+        while x_max**terms / ((2 * terms + 3) * (1 - x_max)) > 2.0**-60:
+            terms += 1
+        return [1.0 / (2 * k + 3) for k in range(terms)]
+    limit = next((lim for lim in sorted(B_POLYNOMIALS) if x_max <= lim), _SERIES_LIMIT_X)
+    return list(B_POLYNOMIALS[limit])
+
+
+def horner(coefficients: list[float], x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Σ c_k x^k into ``out`` by Horner's rule, one ufunc pass per operation."""
+    if len(coefficients) == 1:
+        out.fill(coefficients[0])
+        return out
+    np.multiply(x, coefficients[-1], out=out)
+    np.add(out, coefficients[-2], out=out)
+    for c in reversed(coefficients[:-2]):
+        np.multiply(out, x, out=out)
+        np.add(out, c, out=out)
+    return out
 
 
 def _kl_terms(d: np.ndarray, pp: np.ndarray, qq: np.ndarray, work: _Workspace) -> np.ndarray:
@@ -338,19 +388,7 @@ def _kl_terms(d: np.ndarray, pp: np.ndarray, qq: np.ndarray, work: _Workspace) -
     x_max = float(x.max())
     ds = np.multiply(d, s, out=work("ds", shape))
     # B(x) by Horner, then T = ds + ds·(s + s²)·B.
-    b = work("b", shape)
-    if x_max <= _TAYLOR_LIMIT_X:
-        coefficients = [1.0 / (2 * k + 3) for k in range(_b_taylor_terms(x_max))]
-    else:
-        coefficients = list(B_POLYNOMIAL)
-    if len(coefficients) == 1:
-        b.fill(coefficients[0])
-    else:
-        np.multiply(x, coefficients[-1], out=b)
-        np.add(b, coefficients[-2], out=b)
-        for c in reversed(coefficients[:-2]):
-            np.multiply(b, x, out=b)
-            np.add(b, c, out=b)
+    b = horner(b_coefficients(x_max), x, work("b", shape))
     t = np.add(s, x, out=work("t", shape))
     np.multiply(t, b, out=t)
     np.multiply(t, ds, out=t)

@@ -74,7 +74,10 @@ def token_kl(
     named = {"logits_p": logits_p, "logits_q": logits_q}
     a, b = _prepare_logits(named, axis)
     # Blocks of whole rows, on every core: memory is a few blocks, whatever the batch.
-    totals = _chunked.run((a, b), _token_kl_kernel, whole_rows=True)
+    # float16/float32 logits are exact in float64 and so are their differences.
+    narrow = all(x.dtype.kind in "iu" or x.dtype.itemsize <= 4 for x in (a, b))
+    kernel = _token_kl_kernel_narrow if narrow else _token_kl_kernel
+    totals = _chunked.run((a, b), kernel, whole_rows=True)
     if totals.flagged is not None:
         _validate_logits(named, axis)  # raises, naming the entry or row
     kl_hi, kl_lo = totals.total("kl")
@@ -82,13 +85,65 @@ def token_kl(
     return kl[()] if kl.ndim == 0 else kl
 
 
-def _token_kl_kernel(blocks: list, work: object) -> _chunked._Record:
+def _token_kl_kernel(blocks: list, work: object, narrow: bool = False) -> _chunked._Record:
     """token_kl of a block of whole rows; flags the block if a value is invalid."""
     a, b = blocks
     for x in (a, b):
         if np.isnan(x).any() or np.isposinf(x).any() or np.isneginf(x).all(axis=-1).any():
             return _chunked._Record(flag=True)
-    return _chunked._Record(sums={"kl": _token_kl_rows(a, b)})
+    if not narrow:
+        return _chunked._Record(sums={"kl": _token_kl_rows(a, b)})
+    return _chunked._Record(sums={"kl": _token_kl_fast_rows(a, b, work)})
+
+
+def _token_kl_kernel_narrow(blocks: list, work: object) -> _chunked._Record:
+    return _token_kl_kernel(blocks, work, narrow=True)
+
+
+def _token_kl_fast_rows(a: np.ndarray, b: np.ndarray, work) -> np.ndarray:
+    """token_kl of rows of float32-valued logits, one ufunc pass per operation.
+
+    The quantities of the module docs, with fewer passes because differences of
+    float32 values are exact in float64: d_i = (a_i − b_i) − (a_j − b_j) is rounded
+    once, β_i = b_i − b_j and w_i = e^{β_i} need no double-double. With
+    t = d − c (c = log1p(Σ w expm1(d) / Σ w)) the term is w·expm1(t)·s·(1 + s(1+s)B(s²)),
+    s = tanh(t/2), B by the polynomials of :mod:`klspec.reference._chunked`. Rows with a
+    −inf logit, rows far apart (some |d| > 1) and rows with some |s| > 1/2 are left to
+    :func:`_token_kl_rows`, the whole-row method.
+    """
+    shape = a.shape
+    j = np.argmax(b, axis=-1)[:, None]
+    e_j = np.take_along_axis(a, j, -1) - np.take_along_axis(b, j, -1)
+    d = np.subtract(a, b, out=work("d", shape))
+    np.subtract(d, e_j, out=d)
+    w = np.subtract(b, np.take_along_axis(b, j, -1), out=work("w", shape))
+    np.exp(w, out=w)
+    z = w.sum(axis=-1)
+    t = np.expm1(d, out=work("t", shape))
+    np.multiply(t, w, out=t)
+    c = np.log1p(t.sum(axis=-1) / z)
+    # Rows the whole-row method takes: −inf logits (d is ±inf or NaN there), rows apart.
+    redo = ~(np.abs(d).max(axis=-1) <= 1.0)
+    np.subtract(d, c[:, None], out=t)  # t = log(P/Q)
+    em = np.expm1(t, out=work("em", shape))
+    s = np.multiply(t, 0.5, out=t)
+    np.tanh(s, out=s)
+    x = np.multiply(s, s, out=work("x", shape))
+    row_x_max = x.max(axis=-1)
+    redo |= ~(row_x_max <= _chunked._SERIES_LIMIT_X)
+    x_max = float(np.max(row_x_max, where=~redo, initial=0.0))
+    bpoly = _chunked.horner(_chunked.b_coefficients(x_max), x, work("b", shape))
+    # Z·(P log r − P + Q) = w·expm1(t)·s·(1 + (s + s²)·B)
+    np.multiply(em, w, out=em)
+    np.multiply(em, s, out=em)  # ds = Z·(P − Q)·s
+    np.add(x, s, out=x)
+    np.multiply(x, bpoly, out=x)
+    np.multiply(x, em, out=x)
+    np.add(x, em, out=x)
+    kl = x.sum(axis=-1) / z
+    if redo.any():
+        kl[redo] = _token_kl_rows(a[redo], b[redo])
+    return kl
 
 
 def _token_kl_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:

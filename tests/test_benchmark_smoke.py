@@ -141,3 +141,23 @@ def test_no_ratio_without_a_reference_time(bench):
     rows = [{"status": "error"}, {"status": "ok", "median_s": 1.0}]
     bench._add_ratios(rows)
     assert "peer_over_reference" not in rows[1], "a ratio to a reference that did not run"
+
+
+def test_markdown_explains_where_the_time_goes_with_this_runs_numbers(bench, run):
+    report, out = run
+    markdown = (out / "report.md").read_text()
+    assert "## Where the time goes" in markdown
+    rows = _rows(report, "kl_unrelated")
+    floor = rows["reference"]["median_s"] / rows["numpy"]["median_s"]
+    assert f"kl_unrelated {floor:.2g}×" in markdown
+
+
+def test_the_published_performance_page_is_a_full_run_of_this_script(bench):
+    """docs/performance.md is the script's own report, at full size, with every case."""
+    page = (SCRIPT.parent.parent / "docs" / "performance.md").read_text()
+    assert page.startswith("# klspec performance: the reference against its peers")
+    assert "- Command: `python benchmarks/performance.py" in page
+    assert "--quick" not in page.split("- Command:")[1].splitlines()[0]
+    for name in bench.CASES:
+        assert f"\n## {name}: " in page, f"case {name} missing from docs/performance.md"
+    assert "## Where the time goes" in page

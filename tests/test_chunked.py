@@ -226,9 +226,9 @@ def _b_exact(x: float):
     return (mpmath.atanh(s) - s) / s**3
 
 
-def _horner_error(coefficients) -> float:
-    """Max relative error of Horner's float64 B over [0, 1/4], in units of 2**-53."""
-    xs = np.linspace(0.0, 0.25, 601)
+def _horner_error(coefficients, limit: float) -> float:
+    """Max relative error of Horner's float64 B over [0, limit], in units of 2**-53."""
+    xs = np.linspace(0.0, limit, 601)
     b = np.full_like(xs, coefficients[-1])
     for c in reversed(coefficients[:-1]):
         b = b * xs + c
@@ -239,13 +239,20 @@ def _horner_error(coefficients) -> float:
         )
 
 
-def test_b_polynomial_is_accurate_on_its_interval():
-    """BOUND: relative error <= 1.5 units of 2**-53 on [0, 1/4], Horner's rounding included."""
-    assert _horner_error(_chunked.B_POLYNOMIAL) <= 1.5
+@pytest.mark.parametrize("limit", sorted(_chunked.B_POLYNOMIALS), ids=lambda v: f"x<={v:g}")
+def test_b_polynomials_are_accurate_on_their_intervals(limit):
+    """BOUND: relative error <= 1.5 units of 2**-53 on [0, limit], Horner's rounding included."""
+    assert _horner_error(_chunked.B_POLYNOMIALS[limit], limit) <= 1.5
 
 
-def test_b_polynomial_check_rejects_a_shorter_polynomial():
-    assert _horner_error(_chunked.B_POLYNOMIAL[:-2]) > 1.5
+@pytest.mark.parametrize("limit", sorted(_chunked.B_POLYNOMIALS), ids=lambda v: f"x<={v:g}")
+def test_b_polynomial_check_rejects_a_shorter_polynomial(limit):
+    assert _horner_error(_chunked.B_POLYNOMIALS[limit][:-1], limit) > 1.5
+
+
+def test_the_taylor_branch_is_accurate_below_its_limit():
+    x_max = 2.0**-10
+    assert _horner_error(_chunked.b_coefficients(x_max), x_max) <= 1.5
 
 
 def test_extra_memory_does_not_grow_with_the_input():

@@ -70,6 +70,48 @@ def test_token_kl_is_exact_on_nearly_equal_and_shifted_rows(pair):
     assert err <= BOUND, f"token_kl(a, b)={value!r}, relative error {err:.2e} > {BOUND:g}"
 
 
+@given(logit_pairs())
+def test_token_kl_on_float32_logits_takes_the_fast_path_exactly(pair):
+    """float32 logits go through the one-pass path (differences exact in float64)."""
+    a, b = (x.astype(np.float32) for x in pair)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return  # e.g. a shift of -1e3 on scale 40 stays finite; overflow cannot happen here
+    value = token_kl(a, b)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    if np.ptp(a64 - b64) == 0:  # float32 rounding made b a shift of a: KL is exactly 0
+        assert value == 0.0
+        return
+    exact = exact_token_kl(a64, b64)
+    bound = APART_BOUND if np.abs((a - b) - (a - b).max()).max() > 1 else BOUND
+    err = relative_error(float(value), exact)
+    assert err <= bound, f"token_kl(a, b)={value!r}, relative error {err:.2e} > {bound:g}"
+
+
+def test_token_kl_float32_batch_mixes_fast_rows_and_whole_row_method():
+    """One block holding a fast row, a row with a −inf logit and a row far apart."""
+    rng = np.random.default_rng(11)
+    a = rng.normal(0.0, 2.0, (3, 50)).astype(np.float32)
+    b = (a + 1e-3 * rng.normal(size=(3, 50))).astype(np.float32)
+    a[1, 7] = b[1, 7] = -np.inf
+    b[2] = rng.normal(0.0, 5.0, 50).astype(np.float32)
+    values = token_kl(a, b)
+    for i in range(3):
+        live = np.isfinite(a[i])  # a token −inf on both sides has no mass in either
+        exact = exact_token_kl(a[i][live].astype(np.float64), b[i][live].astype(np.float64))
+        assert relative_error(float(values[i]), exact) <= APART_BOUND
+
+
+def test_token_kl_float32_vocabulary_longer_than_a_block():
+    from klspec.reference import _chunked
+
+    rng = np.random.default_rng(12)
+    v = _chunked.CHUNK + 3
+    a = rng.normal(0.0, 1.0, v).astype(np.float32)
+    b = (a + 1e-2 * rng.normal(size=v)).astype(np.float32)
+    err = relative_error(float(token_kl(a, b)), exact_token_kl(a.astype(float), b.astype(float)))
+    assert err <= BOUND
+
+
 #: Rows far apart: the terms are of size |log(P_i/Q_i)| and no longer tiny next to the
 #: logits' rounding; measured worst 1.3e-15 (12u) over 400 random rows.
 APART_BOUND = 4e-15
