@@ -88,9 +88,9 @@ def token_kl(
 def _token_kl_kernel(blocks: list, work: object, narrow: bool = False) -> _chunked._Record:
     """token_kl of a block of whole rows; flags the block if a value is invalid."""
     a, b = blocks
-    for x in (a, b):
-        if np.isnan(x).any() or np.isposinf(x).any() or np.isneginf(x).all(axis=-1).any():
-            return _chunked._Record(flag=True)
+    # A row maximum is finite exactly when the row has no NaN, no +inf and is not all −inf.
+    if not (np.isfinite(a.max(axis=-1)).all() and np.isfinite(b.max(axis=-1)).all()):
+        return _chunked._Record(flag=True)
     if not narrow:
         return _chunked._Record(sums={"kl": _token_kl_rows(a, b)})
     return _chunked._Record(sums={"kl": _token_kl_fast_rows(a, b, work)})
@@ -107,7 +107,7 @@ def _token_kl_fast_rows(a: np.ndarray, b: np.ndarray, work) -> np.ndarray:
     float32 values are exact in float64: d_i = (a_i − b_i) − (a_j − b_j) is rounded
     once, β_i = b_i − b_j and w_i = e^{β_i} need no double-double. With
     t = d − c (c = log1p(Σ w expm1(d) / Σ w)) the term is w·expm1(t)·s·(1 + s(1+s)B(s²)),
-    s = tanh(t/2), B by the polynomials of :mod:`klspec.reference._chunked`. Rows with a
+    s = tanh(t/2) = expm1(t)/(expm1(t) + 2), B by the polynomials of :mod:`klspec.reference._chunked`. Rows with a
     −inf logit, rows far apart (some |d| > 1) and rows with some |s| > 1/2 are left to
     :func:`_token_kl_rows`, the whole-row method.
     """
@@ -123,11 +123,12 @@ def _token_kl_fast_rows(a: np.ndarray, b: np.ndarray, work) -> np.ndarray:
     np.multiply(t, w, out=t)
     c = np.log1p(t.sum(axis=-1) / z)
     # Rows the whole-row method takes: −inf logits (d is ±inf or NaN there), rows apart.
-    redo = ~(np.abs(d).max(axis=-1) <= 1.0)
+    redo = ~(np.abs(d, out=t).max(axis=-1) <= 1.0)
     np.subtract(d, c[:, None], out=t)  # t = log(P/Q)
     em = np.expm1(t, out=work("em", shape))
-    s = np.multiply(t, 0.5, out=t)
-    np.tanh(s, out=s)
+    # s = tanh(t/2) = expm1(t)/(expm1(t) + 2), cheaper than np.tanh.
+    s = np.add(em, 2.0, out=t)
+    np.divide(em, s, out=s)
     x = np.multiply(s, s, out=work("x", shape))
     row_x_max = x.max(axis=-1)
     redo |= ~(row_x_max <= _chunked._SERIES_LIMIT_X)
