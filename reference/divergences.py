@@ -239,14 +239,24 @@ def _kl_nats(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     ps = np.ldexp(p, _SCALE_EXP)
     qs = np.ldexp(q, _SCALE_EXP)
 
-    # a = p_i Σq and b = q_i Σp, each exactly as a1 + a2 (b1 + b2), then
-    # num = a − b to ~2**-106 relative: the hazard every literal Σ p log(p/q)
-    # hits on nearly equal inputs [kl.nonnegative, kl.zero_iff_equal].
-    a1, a2 = two_prod(ps, sq_hi)
-    b1, b2 = two_prod(qs, sp_hi)
-    h, e = two_sum(a1, -b1)
-    num = h + ((e + (a2 - b2)) + (ps * sq_lo - qs * sp_lo))
-    den = (a1 + b1) + ((a2 + b2) + (ps * sq_lo + qs * sp_lo))
+    # num = p_i Σq − q_i Σp, the hazard every literal Σ p log(p/q) hits on nearly
+    # equal inputs [kl.nonnegative, kl.zero_iff_equal], as p_i·D + (p_i − q_i)·Σp with
+    # D = Σq − Σp = −Σ(p_j − q_j): the differences are exact (hi + lo), D is summed
+    # from them, and both products are exact. The error is then ~2**-106 of
+    # |p_i·D| + |(p_i − q_i)·Σp|, not of p_i·Σq: that matters when p is nearly
+    # proportional to q, where num is far below p_i·Σq·2**-53.
+    d_hi, d_lo = two_sum(ps, -qs)
+    big_hi, big_lo = dd_sum(np.concatenate((d_hi, d_lo), axis=-1))
+    dd_hi, dd_lo = (
+        np.ldexp(-big_hi, -_SCALE_EXP)[..., None],
+        np.ldexp(-big_lo, -_SCALE_EXP)[..., None],
+    )
+    u1, u2 = two_prod(ps, dd_hi)
+    v1, v2 = two_prod(d_hi, sp_hi)
+    h, e = two_sum(u1, v1)
+    num = h + ((e + (u2 + v2)) + ((ps * dd_lo + d_hi * sp_lo) + d_lo * sp_hi))
+    a1 = ps * sq_hi
+    den = (a1 + qs * sp_hi) + (ps * sq_lo + qs * sp_lo)
 
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         s = num / den

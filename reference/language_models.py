@@ -107,8 +107,8 @@ def _token_kl_fast_rows(a: np.ndarray, b: np.ndarray, work) -> np.ndarray:
     float32 values are exact in float64: d_i = (a_i − b_i) − (a_j − b_j) is rounded
     once, β_i = b_i − b_j and w_i = e^{β_i} need no double-double. With
     t = d − c (c = log1p(Σ w expm1(d) / Σ w)) the term is w·expm1(t)·s·(1 + s(1+s)B(s²)),
-    s = tanh(t/2) = expm1(t)/(expm1(t) + 2), B by the polynomials of :mod:`klspec.reference._chunked`. Rows with a
-    −inf logit, rows far apart (some |d| > 1) and rows with some |s| > 1/2 are left to
+    s = tanh(t/2) = expm1(t)/(expm1(t) + 2), B by the polynomials of
+    :mod:`klspec.reference._chunked`. Rows with a −inf logit, rows far apart (some |d| > 1) and rows with some |s| > 1/2 are left to
     :func:`_token_kl_rows`, the whole-row method.
     """
     shape = a.shape
