@@ -108,8 +108,9 @@ def _token_kl_fast_rows(a: np.ndarray, b: np.ndarray, work) -> np.ndarray:
     once, β_i = b_i − b_j and w_i = e^{β_i} need no double-double. With
     t = d − c (c = log1p(Σ w expm1(d) / Σ w)) the term is w·expm1(t)·s·(1 + s(1+s)B(s²)),
     s = tanh(t/2) = expm1(t)/(expm1(t) + 2), B by the polynomials of
-    :mod:`klspec.reference._chunked`. Rows with a −inf logit, rows far apart (some |d| > 1) and rows with some |s| > 1/2 are left to
-    :func:`_token_kl_rows`, the whole-row method.
+    :mod:`klspec.reference._chunked`. Rows with a −inf logit, rows far apart (some
+    |d| > 1) and rows with some |s| > 1/2 are left to :func:`_token_kl_rows`, the
+    whole-row method.
     """
     shape = a.shape
     j = np.argmax(b, axis=-1)[:, None]
