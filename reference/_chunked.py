@@ -345,13 +345,16 @@ def run(
 # ---------------------------------------------------------------------------
 
 
-def _exact_row_sums(x: np.ndarray, work: _Workspace, tag: str) -> tuple[np.ndarray, np.ndarray]:
+def _exact_row_sums(
+    x: np.ndarray, work: _Workspace, tag: str, levels: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
     """Σ x along the last axis to ~2**-100 absolute for 0 <= x <= 2, as (hi, lo).
 
     Two levels of error-free extraction (Rump, Ogita & Oishi 2008): adding and
     subtracting a power of two σ splits x into a part on a grid that sums exactly
     and an exact remainder; the second level does the same to the remainder, and
-    the final remainders (< 2**-70 each) are summed in float64.
+    the final remainders (< 2**-70 each) are summed in float64. With ``levels=1``
+    the first remainders are summed in float64: ~2**-68 absolute per block.
     """
     c = x.shape[-1]
     sigma1 = 2.0 ** (math.ceil(math.log2(c)) + 1)
@@ -362,6 +365,8 @@ def _exact_row_sums(x: np.ndarray, work: _Workspace, tag: str) -> tuple[np.ndarr
     np.subtract(h, sigma1, out=h)
     np.subtract(x, h, out=r)
     sum1 = h.sum(axis=-1)
+    if levels == 1:
+        return two_sum(sum1, r.sum(axis=-1))
     np.add(r, sigma2, out=h)
     np.subtract(h, sigma2, out=h)
     np.subtract(r, h, out=r)

@@ -104,8 +104,9 @@ def _token_kl_fast_rows(a: np.ndarray, b: np.ndarray, work) -> np.ndarray:
     """token_kl of rows of float32-valued logits, one ufunc pass per operation.
 
     The quantities of the module docs, with fewer passes because differences of
-    float32 values are exact in float64: d_i = (a_i − b_i) − (a_j − b_j) is rounded
-    once, β_i = b_i − b_j and w_i = e^{β_i} need no double-double. With
+    float32 values of similar magnitude are exact in float64: d_i = (a_i − b_i) −
+    (a_j − b_j) is rounded once, β_i = b_i − b_j and w_i = e^{β_i} need no
+    double-double. With
     t = d − c (c = log1p(Σ w expm1(d) / Σ w)) the term is w·expm1(t)·s·(1 + s(1+s)B(s²)),
     s = tanh(t/2) = expm1(t)/(expm1(t) + 2), B by the polynomials of
     :mod:`klspec.reference._chunked`. Rows with a −inf logit, rows far apart (some
@@ -113,13 +114,23 @@ def _token_kl_fast_rows(a: np.ndarray, b: np.ndarray, work) -> np.ndarray:
     whole-row method.
     """
     shape = a.shape
+    # Differences of float32 values are exact in float64 only if their exponents are
+    # within 29 of each other: a block with logits of very different magnitudes (a
+    # logit of 1e-9 next to one of 80), or with −inf, takes the whole-row method.
+    scratch = work("d", shape)
+    largest = max(-a.min(), a.max(), -b.min(), b.max())
+    smallest = min(np.abs(a, out=scratch).min(), np.abs(b, out=scratch).min())
+    if not smallest >= largest * 2.0**-28:
+        return _token_kl_rows(a, b)
     j = np.argmax(b, axis=-1)[:, None]
     e_j = np.take_along_axis(a, j, -1) - np.take_along_axis(b, j, -1)
     d = np.subtract(a, b, out=work("d", shape))
     np.subtract(d, e_j, out=d)
     w = np.subtract(b, np.take_along_axis(b, j, -1), out=work("w", shape))
     np.exp(w, out=w)
-    z = w.sum(axis=-1)
+    # Z = Σw >= 1 summed exactly (a float64 pairwise sum cost up to 8 ulps here).
+    z_hi, z_lo = _chunked._exact_row_sums(w, work, "z", levels=1)
+    z = z_hi + z_lo
     t = np.expm1(d, out=work("t", shape))
     np.multiply(t, w, out=t)
     c = np.log1p(t.sum(axis=-1) / z)
