@@ -193,28 +193,36 @@ def _token_kl_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         # centred on each row's own maximum is accurate to u·|t_i| [token_kl.definition].
         apart = (np.abs(np.where(fa & fb, d, 0.0)) > 1.0).any(axis=-1)[..., None]
         if apart.any():
-            t_apart, g = _log_ratio_apart(a, beta_hi + beta_lo, fa, z_hi, z_lo)
+            t_apart, g = _log_ratio_apart(a, beta_hi, beta_lo, fa, z_hi, z_lo)
             t = np.where(apart, t_apart, t)
         terms = np.where(fb, _terms_from_log_ratio(t, beta_hi, beta_lo, w), 0.0)
         if apart.any():
             # Z·(P t − P + Q) = e^g (t − 1) + w with e^g = Z·P from the logits of P (not
             # from t, whose rounding u·|t| would move P by as much): no cancellation
             # beyond a factor 4 for |t| > 1 (w·(1 − 2/e) <= the term for t < −1).
+            # g itself is rounded to u·|g|, so where |g| > |t| (a token P gives ~e^-100
+            # while t is O(1)) P from e^{β + t}, as in the other rows, is the closer one.
             direct = np.where(fa, np.exp(g) * (t - 1.0), 0.0) + w
-            terms = np.where(apart & fb & (np.abs(t) > 1.0), direct, terms)
+            use_g = apart & fb & (np.abs(t) > 1.0) & (np.abs(g) < np.abs(t))
+            terms = np.where(use_g, direct, terms)
     k_hi, k_lo = dd_sum(terms)
     kl = (k_hi + k_lo) / z_hi / (1.0 + z_lo / z_hi)
     return np.where(infinite, np.inf, kl) + 0.0
 
 
 def _log_ratio_apart(
-    a: np.ndarray, beta: np.ndarray, fa: np.ndarray, z_hi: np.ndarray, z_lo: np.ndarray
+    a: np.ndarray,
+    beta_hi: np.ndarray,
+    beta_lo: np.ndarray,
+    fa: np.ndarray,
+    z_hi: np.ndarray,
+    z_lo: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(t, g): t_i = log P_i − log Q_i and g_i = log(Z·P_i), from each row's own maximum.
 
     With k the argmax of a, α_i = a_i − a_k (exact as hi + lo) and L = log Σ e^α:
-    log P_i = α_i − L, and t_i = α_i − L − β_i + log Z, where β_i = b_i − b_j and
-    Z = Σ e^β in [1, n] come from the caller. The large parts are differences of
+    log P_i = α_i − L, and t_i = α_i − L − β_i + log Z, where β_i = b_i − b_j (exact
+    as β_hi + β_lo) and Z = Σ e^β in [1, n] come from the caller. The large parts are differences of
     logits; the logs are of numbers in [1, n], rounded to u. −inf where a_i is.
     """
     k = np.argmax(a, axis=-1)[..., None]
@@ -226,8 +234,9 @@ def _log_ratio_apart(
     log_sum_a = np.log1p(ties + rest_hi + rest_lo)[..., None]
     log_z = (np.log(z_hi) + z_lo / z_hi)[..., None]
     g = np.where(fa, alpha_hi + (alpha_lo - log_sum_a) + log_z, -np.inf)
-    x_hi, x_err = two_sum(np.where(fa, alpha_hi, 0.0), -beta)
-    t = np.where(fa, x_hi + (x_err + alpha_lo) - log_sum_a + log_z, -np.inf)
+    # β kept as hi + lo: rounding β = −100 alone would put u·100 into t.
+    x_hi, x_err = two_sum(np.where(fa, alpha_hi, 0.0), -beta_hi)
+    t = np.where(fa, x_hi + (x_err + (alpha_lo - beta_lo)) - log_sum_a + log_z, -np.inf)
     return t, g
 
 

@@ -160,6 +160,22 @@ def test_token_kl_rows_peaking_at_different_tokens():
     assert relative_error(float(token_kl(a, b)), exact_token_kl(a, b)) <= BOUND  # was 3.2e-15
 
 
+def test_token_kl_apart_rows_keep_beta_exact():
+    """Regression (found by the thorough profile): β = b_i − b_j ≈ −102 was rounded
+    before entering t_i = α_i − β_i − L + log Z, 107 ulps off (1.2e-14)."""
+    a = np.array([72.46881415, -29.16214237, -43.42505945])
+    b = np.array([72.0669031, -30.31473479, -41.91683485])
+    assert relative_error(float(token_kl(a, b)), exact_token_kl(a, b)) <= BOUND
+
+
+def test_token_kl_apart_rows_take_p_from_the_closer_logarithm():
+    """Regression (thorough profile): P_i = e^g with g = α_i − L + log Z ≈ −100 carried
+    u·100; where |g| > |t_i|, e^{β_i + t_i} is the closer one (was 5.5e-15)."""
+    rng = np.random.default_rng(383)
+    a, b = rng.normal(0.0, 30.0, 2), rng.normal(0.0, 30.0, 2)
+    assert relative_error(float(token_kl(a, b)), exact_token_kl(a, b)) <= BOUND
+
+
 def test_token_kl_equal_logits_and_exact_shifts_give_zero():
     a = np.random.default_rng(0).normal(size=(4, 100))
     assert (token_kl(a, a) == 0).all()
