@@ -988,9 +988,10 @@ def where_the_time_goes(by_case: dict[str, list[dict]], threads: int | None) -> 
         lines += [
             "",
             f"token_kl is {ref['median_s'] / torch_row['median_s']:.2g}× torch's time "
-            f"(the target is <= 0.8×){memory}. Its float32 path needs four transcendental "
-            "functions per element (exp, expm1 twice, tanh) and about 45 numpy passes in "
-            "float64, where torch makes ~5 vectorised float32 passes on its threads. "
+            f"(the target is <= 0.8×){memory}. Its float32 path needs three transcendental "
+            "functions per element (exp, expm1 twice) and about 50 numpy passes in float64 "
+            "(exact row sums and checks included), where torch makes ~5 vectorised float32 "
+            "passes on its threads. "
             "Closing the gap needs a compiled kernel (a C extension or numba), which the "
             "runtime dependencies (numpy and sympy) exclude today.",
         ]
