@@ -100,7 +100,7 @@ def entropy(p: ArrayLike, *, axis: int = -1, base: float | None = None) -> np.fl
     TypeError, ValueError
         For invalid input, naming the argument, the problem and the position.
     """
-    return _evaluate({"p": p}, axis, base, _chunked.plogx_rows, _entropy_exact)
+    return _evaluate({"p": p}, axis, base, _chunked.plogx_rows, _entropy_nats, _entropy_long)
 
 
 def cross_entropy(
@@ -113,7 +113,9 @@ def cross_entropy(
     (every term non-negative) and Σq summed exactly; rows where that could lose
     digits are recomputed as H(P) + KL(P‖Q), both non-negative and exact.
     """
-    return _evaluate({"p": p, "q": q}, axis, base, _chunked.plogx_rows, _cross_entropy_exact)
+    return _evaluate(
+        {"p": p, "q": q}, axis, base, _chunked.plogx_rows, _cross_entropy_exact, _cross_entropy_long
+    )
 
 
 def kl_divergence(
@@ -154,7 +156,7 @@ def kl_divergence(
         For invalid input, naming the argument, the problem and the position
         (e.g. ``q[3, 17] is negative``). The arguments are never modified.
     """
-    return _evaluate({"p": p, "q": q}, axis, base, _chunked.kl_divergence_rows, _kl_nats)
+    return _evaluate({"p": p, "q": q}, axis, base, _chunked.kl_divergence_rows, _kl_nats, _kl_long)
 
 
 # Rows the fast path cannot certify are recomputed exactly in groups of about this
@@ -165,7 +167,7 @@ _EXACT_GROUP = 1 << 17
 _SUM_MARGIN = 1e-12
 
 
-def _evaluate(named, axis, base, fast, exact) -> np.float64 | np.ndarray:
+def _evaluate(named, axis, base, fast, exact, exact_long) -> np.float64 | np.ndarray:
     """Validate, run the chunked fast path, redo uncertified rows exactly, finish."""
     arrays, batch = prepare_distributions(named, axis=axis)
     try:
@@ -179,7 +181,13 @@ def _evaluate(named, axis, base, fast, exact) -> np.float64 | np.ndarray:
         validate_distributions(named, axis=axis)  # raises, naming the entry or row
     values = result["value"]
     redo = np.flatnonzero(~result["certified"])
-    step = max(1, _EXACT_GROUP // arrays[0].shape[-1])
+    n = arrays[0].shape[-1]
+    if n > _LONG_ROW:  # row by row, in pieces: memory stays bounded
+        for row in redo:
+            index = np.unravel_index(row, batch) if batch else ()
+            values[row] = exact_long(*(a[index] for a in arrays))
+        redo = redo[:0]
+    step = max(1, _EXACT_GROUP // n)
     for start in range(0, redo.size, step):
         rows = redo[start : start + step]
         index = np.unravel_index(rows, batch) if batch else (None,)
@@ -198,10 +206,6 @@ def _values_are_valid(arrays, result) -> bool:
     return True
 
 
-def _entropy_exact(p: np.ndarray) -> np.ndarray:
-    return _entropy_nats(p)
-
-
 def _cross_entropy_exact(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return _entropy_nats(p) + _kl_nats(p, q)
 
@@ -215,6 +219,11 @@ def _finish(nats: np.ndarray, log_base: float | None) -> np.float64 | np.ndarray
 def _entropy_nats(p: np.ndarray) -> np.ndarray:
     """H(P) for float64 ``p`` of shape (..., n), validated."""
     s_hi, s_lo = dd_sum(p)
+    return _entropy_finish((s_hi, s_lo), _entropy_terms(p, s_hi, s_lo))
+
+
+def _entropy_terms(p: np.ndarray, s_hi: np.ndarray, s_lo: np.ndarray) -> tuple:
+    """Σ −P_i log P_i · Σp · 2**600 over the last axis, as (hi, lo), given Σp = s_hi + s_lo."""
     s_hi, s_lo = s_hi[..., None], s_lo[..., None]
     with np.errstate(divide="ignore", invalid="ignore"):
         # log P_i for P_i > 1/2 from log1p of P_i − 1 = (p_i − Σp)/Σp: the
@@ -228,14 +237,31 @@ def _entropy_nats(p: np.ndarray) -> np.ndarray:
         # Scaled by 2**600 so subnormal p_i give normal terms and an entropy that
         # underflows is rounded once, at the end [entropy.definition].
         terms = np.where(p > 0, -np.ldexp(p, _SCALE_EXP) * log_P, 0.0)
-    h_hi, h_lo = dd_sum(terms)
-    return np.ldexp((h_hi + h_lo) / (s_hi[..., 0] + s_lo[..., 0]), -_SCALE_EXP)
+    return dd_sum(terms)
+
+
+def _entropy_finish(sums: tuple, terms: tuple) -> np.ndarray:
+    (s_hi, s_lo), (h_hi, h_lo) = sums, terms
+    return np.ldexp((h_hi + h_lo) / (s_hi + s_lo), -_SCALE_EXP)
 
 
 def _kl_nats(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """KL(P‖Q) for float64 ``p``, ``q`` of equal shape (..., n), validated."""
-    sp_hi, sp_lo = (a[..., None] for a in dd_sum(p))
-    sq_hi, sq_lo = (a[..., None] for a in dd_sum(q))
+    sums = _kl_row_sums(p, q)
+    return _kl_finish(sums, _kl_terms(p, q, sums))
+
+
+def _kl_row_sums(p: np.ndarray, q: np.ndarray) -> tuple:
+    """(Σp, Σq, Σ(p−q)·2**600) over the last axis, each double-double (hi, lo)."""
+    d_hi, d_lo = two_sum(np.ldexp(p, _SCALE_EXP), -np.ldexp(q, _SCALE_EXP))
+    return dd_sum(p), dd_sum(q), dd_sum(np.concatenate((d_hi, d_lo), axis=-1))
+
+
+def _kl_terms(p: np.ndarray, q: np.ndarray, sums: tuple) -> tuple:
+    """Σ terms (hi, lo) and whether some q_i = 0 < p_i, given the rows' sums."""
+    (sp_hi, sp_lo), (sq_hi, sq_lo), (big_hi, big_lo) = (
+        (hi[..., None], lo[..., None]) for hi, lo in sums
+    )
     ps = np.ldexp(p, _SCALE_EXP)
     qs = np.ldexp(q, _SCALE_EXP)
 
@@ -246,11 +272,7 @@ def _kl_nats(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     # |p_i·D| + |(p_i − q_i)·Σp|, not of p_i·Σq: that matters when p is nearly
     # proportional to q, where num is far below p_i·Σq·2**-53.
     d_hi, d_lo = two_sum(ps, -qs)
-    big_hi, big_lo = dd_sum(np.concatenate((d_hi, d_lo), axis=-1))
-    dd_hi, dd_lo = (
-        np.ldexp(-big_hi, -_SCALE_EXP)[..., None],
-        np.ldexp(-big_lo, -_SCALE_EXP)[..., None],
-    )
+    dd_hi, dd_lo = np.ldexp(-big_hi, -_SCALE_EXP), np.ldexp(-big_lo, -_SCALE_EXP)
     u1, u2 = two_prod(ps, dd_hi)
     v1, v2 = two_prod(d_hi, sp_hi)
     h, e = two_sum(u1, v1)
@@ -267,13 +289,65 @@ def _kl_nats(p: np.ndarray, q: np.ndarray) -> np.ndarray:
         terms = np.where((p == 0) & (q == 0), 0.0, num * g)
         infinite = ((p > 0) & (q == 0)).any(axis=-1)
         terms = np.where(np.isfinite(terms), terms, 0.0)
+    return (*dd_sum(terms), infinite)
 
-    t_hi, t_lo = dd_sum(terms)
-    scale = (sp_hi[..., 0] * sq_hi[..., 0]) * (
-        1.0 + (sp_lo[..., 0] / sp_hi[..., 0] + sq_lo[..., 0] / sq_hi[..., 0])
-    )
+
+def _kl_finish(sums: tuple, terms: tuple) -> np.ndarray:
+    (sp_hi, sp_lo), (sq_hi, sq_lo), _ = sums
+    t_hi, t_lo, infinite = terms
+    scale = (sp_hi * sq_hi) * (1.0 + (sp_lo / sp_hi + sq_lo / sq_hi))
     kl = np.ldexp((t_hi + t_lo) / scale, -_SCALE_EXP)
     return np.where(infinite, np.inf, kl)
+
+
+# Rows longer than this are recomputed exactly in pieces of this many elements, in two
+# passes (the rows' sums, then the terms), so the exact path's ~15 temporaries stay small.
+_LONG_ROW = 1 << 17
+
+
+def _pieces(*rows: np.ndarray):
+    """float64 pieces of _LONG_ROW elements of 1-D rows, each shaped (1, m)."""
+    n = rows[0].shape[-1]
+    for c0 in range(0, n, _LONG_ROW):
+        yield tuple(np.asarray(r[c0 : c0 + _LONG_ROW], dtype=np.float64)[None, :] for r in rows)
+
+
+def _dd_add(acc: tuple | None, value: tuple) -> tuple:
+    """Sum of double-doubles (hi, lo) of scalars/arrays; ``None`` starts a sum."""
+    if acc is None:
+        return value
+    hi, e = two_sum(acc[0], value[0])
+    return hi, acc[1] + value[1] + e
+
+
+def _kl_long(p: np.ndarray, q: np.ndarray) -> float:
+    """_kl_nats of one long row, two passes over pieces."""
+    sums = None
+    for pc, qc in _pieces(p, q):
+        part = _kl_row_sums(pc, qc)
+        sums = (
+            part if sums is None else tuple(_dd_add(a, b) for a, b in zip(sums, part, strict=True))
+        )
+    total, infinite = None, False
+    for pc, qc in _pieces(p, q):
+        t_hi, t_lo, inf = _kl_terms(pc, qc, sums)
+        total, infinite = _dd_add(total, (t_hi, t_lo)), infinite | inf
+    return float(_kl_finish(sums, (*total, infinite))[0])
+
+
+def _entropy_long(p: np.ndarray) -> float:
+    """_entropy_nats of one long row, two passes over pieces."""
+    sums = None
+    for (pc,) in _pieces(p):
+        sums = _dd_add(sums, dd_sum(pc))
+    total = None
+    for (pc,) in _pieces(p):
+        total = _dd_add(total, _entropy_terms(pc, *sums))
+    return float(_entropy_finish(sums, total)[0])
+
+
+def _cross_entropy_long(p: np.ndarray, q: np.ndarray) -> float:
+    return _entropy_long(p) + _kl_long(p, q)
 
 
 def _bracket(s, one_plus_s, ps, qs, sp_hi, sp_lo, sq_hi, sq_lo) -> np.ndarray:

@@ -292,3 +292,36 @@ def test_an_invalid_thread_setting_is_a_clear_error(monkeypatch):
         _chunked.threads()
     monkeypatch.setenv("KLSPEC_NUM_THREADS", "2")
     assert _chunked.threads() == 2
+
+
+# --- uncertified long rows: the exact path in pieces ---------------------------------
+
+
+def test_uncertified_long_rows_are_exact_in_pieces(monkeypatch):
+    """Rows longer than the exact path's piece size: two passes over pieces give the
+    whole-row method's value, within the bound against mpmath."""
+    from klspec.reference import divergences
+
+    monkeypatch.setattr(divergences, "_LONG_ROW", 100)
+    monkeypatch.setattr(_chunked, "CHUNK", SMALL_CHUNK)
+    rng = np.random.default_rng(14)
+    q = _normalised(rng.random(3 * 100 + 5))
+    p = q * (1 + 1e-9)  # uncertified: p ∝ q, not normalised
+    _assert_accurate(kl_divergence(p, q), kl_exact(p, q))
+    one_hot_ish = np.full(305, 2.0**-60 / 304)
+    one_hot_ish[7] = 1.0 - 2.0**-40
+    assert not _chunked.plogx_rows((one_hot_ish,))["certified"].any()
+    _assert_accurate(entropy(one_hot_ish), entropy_exact(one_hot_ish))
+    whole = divergences._cross_entropy_exact(p[None], q[None])[0]
+    assert divergences._cross_entropy_long(p, q) == pytest.approx(whole, rel=2 * BOUND)
+
+
+def test_uncertified_long_rows_keep_memory_bounded():
+    rng = np.random.default_rng(15)
+    q = _normalised(rng.random(1 << 21))
+    p = q * (1 + 1e-9)
+    tracemalloc.start()
+    kl_divergence(p, q)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 48e6, f"{peak / 1e6:.0f} MB for a 16 MB row"  # whole-row: ~15 × 16 MB
