@@ -43,7 +43,7 @@ Each row gets a certificate from quantities the pass has already computed:
 
 Rows without a certificate (p ∝ q but not normalised, rows that are one-hot up to
 rounding, and the like) are recomputed by the exact path of
-:mod:`klspec.reference.divergences`. Rows with zeros, subnormals or ratios
+:mod:`klspec.reference.divergences` (long rows in pieces). Rows with zeros, subnormals or ratios
 beyond 2^±500 are not deferred: their blocks are computed with the scaling by
 2^600 and the masks of the exact path ("careful" blocks), which give the same
 terms bit for bit as the fast formulas wherever both apply.

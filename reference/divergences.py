@@ -29,7 +29,8 @@ CPU cache, on every core, with a few MB of memory whatever the input size, and
 check the values (rule 6-7 of :mod:`klspec.reference.validation`) on the way:
 see :mod:`klspec.reference._chunked` for the identities that pass uses and the
 certificate with which each row either vouches for its accuracy or is recomputed
-by the whole-array method described next. ``docs/performance.md`` has the numbers.
+by the exact method described next (rows over 2^17 outcomes in two passes over
+pieces, so memory stays bounded). ``docs/performance.md`` has the numbers.
 
 How (KL, the exact path)
 ------------------------
