@@ -128,7 +128,8 @@ def _token_kl_fast_rows(a: np.ndarray, b: np.ndarray, work) -> np.ndarray:
     np.subtract(d, e_j, out=d)
     w = np.subtract(b, np.take_along_axis(b, j, -1), out=work("w", shape))
     np.exp(w, out=w)
-    # Z = Σw >= 1 summed exactly (a float64 pairwise sum cost up to 8 ulps here).
+    # Z = Σw >= 1 summed exactly: with a float64 pairwise sum token_kl was up to 8 ulps
+    # off in 400 random nearly-equal rows, 5 with Z exact.
     z_hi, z_lo = _chunked._exact_row_sums(w, work, "z", levels=1)
     z = z_hi + z_lo
     t = np.expm1(d, out=work("t", shape))
