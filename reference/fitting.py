@@ -128,6 +128,8 @@ _MAX_PANELS = 200_000
 _MAX_ITERATIONS = 100
 _GTOL = 1e-10
 _MAX_LOG_SD_STEP = 2.0
+#: A final Newton step (in units of s and log s) at or below this is rounding noise.
+_NOISE_STEP = 4 * 2.0**-53
 
 _TOO_FAR = (
     "the means and sds of P and Q span too many orders of magnitude for float64 "
@@ -437,9 +439,11 @@ def _reverse_newton(mix: _Mixture, mean: float, sd: float) -> tuple[float, float
             # Converged. One last plain Newton step (quadratic convergence takes the
             # error from ~|g| to the quadrature noise) costs nothing more; only
             # where the Hessian is positive definite and the step is tiny.
+            # A step below a few units of roundoff is the quadrature's rounding noise,
+            # not information: taking it would move an exact fit by an ulp.
             if lam[0] > 0:
                 step = -vec @ ((vec.T @ g) / lam)
-                if float(np.abs(step).max()) <= 1e-6:
+                if _NOISE_STEP < float(np.abs(step).max()) <= 1e-6:
                     return float(m + step[0] * s), float(s * math.exp(step[1]))
             return m, s
         floor = max(1e-8 * float(np.abs(lam).max()), 1e-300)

@@ -1,3 +1,0 @@
-def main(argv=None) -> int:
-    print("klspec")
-    return 0
