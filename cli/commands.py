@@ -6,7 +6,7 @@ arguments (a target to check, ``--json`` reports, xfail lists) go into the
 ``_add_*`` functions without touching the rest.
 
 Exit status: 0 when every required clause passes, 1 when one fails, 2 for a usage
-error (``klspec check``: see :mod:`klspec.conformance`).
+error (``klspec check``: see :mod:`klspec.conformance_commands`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from klspec import __version__, conformance
+from klspec import __version__, conformance_commands
 
 
 def _clause_id(text: str) -> str:
@@ -47,6 +47,7 @@ def _add_list(parser: argparse.ArgumentParser) -> None:
 def _list(args: argparse.Namespace, out: TextIO) -> int:
     from klspec.spec import CATALOG
     from klspec.spec.checks import checks_for
+    from klspec.spec.interface import topic_title
 
     rows = [
         {
@@ -70,7 +71,7 @@ def _list(args: argparse.Namespace, out: TextIO) -> int:
     for r in rows:
         if r["topic"] != topic:
             topic = r["topic"]
-            out.write(f"{'' if r is rows[0] else chr(10)}## {topic}\n")
+            out.write(f"{'' if r is rows[0] else chr(10)}## {topic_title(topic)}\n")
         out.write(f"{r['id']:<{width}}  {r['kind']:<14}  {r['statement']}\n")
         out.write(f"{'':<{width}}  {'':<14}  checks: {', '.join(r['checks'])}\n")
     out.write(f"\n{len(rows)} clauses, {sum(len(r['checks']) for r in rows)} checks\n")
@@ -89,7 +90,7 @@ def _list(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _add_check(parser: argparse.ArgumentParser) -> None:
-    from klspec.spec.runner import PROFILES
+    from klspec.conformance.runner import PROFILES
 
     parser.add_argument(
         "--clause",
@@ -106,7 +107,7 @@ def _add_check(parser: argparse.ArgumentParser) -> None:
         "default (100), thorough (2000)",
     )
     parser.add_argument("--seed", type=int, help="random seed, to repeat a run")
-    conformance.add_check_arguments(parser)
+    conformance_commands.add_check_arguments(parser)
 
 
 def _add_prove(parser: argparse.ArgumentParser) -> None:
@@ -134,7 +135,7 @@ def _add_docs(parser: argparse.ArgumentParser) -> None:
 
 
 def _docs(args: argparse.Namespace, out: TextIO) -> int:
-    from klspec.spec import documentation  # runs the derivations: sympy
+    from klspec.conformance import docs as documentation  # runs the derivations: sympy
 
     if args.check:
         stale = documentation.stale(args.out)
@@ -160,17 +161,17 @@ COMMANDS: dict[
     "check": (
         "check an implementation (default: the reference) against every clause",
         _add_check,
-        conformance.check,
+        conformance_commands.check,
     ),
     "adapters": (
         "list the built-in adapters, their conventions, and whether each library is installed",
-        conformance.add_adapters_arguments,
-        conformance.adapters,
+        conformance_commands.add_adapters_arguments,
+        conformance_commands.adapters,
     ),
     "matrix": (
         "run every installed adapter and write the conformance matrix (docs/conformance.md)",
-        conformance.add_matrix_arguments,
-        conformance.matrix,
+        conformance_commands.add_matrix_arguments,
+        conformance_commands.matrix,
     ),
     "prove": (
         "check the sympy derivations step by step; print each step's level and time",

@@ -4,7 +4,7 @@ What is computed
 ----------------
 Floating-point probability vectors sum to 1 only up to rounding, so the
 reference treats validated inputs ``p`` and ``q`` as the distributions
-``P = p / Σp`` and ``Q = q / Σq`` (see DESIGN.md) and returns
+``P = p / Σp`` and ``Q = q / Σq`` (see docs/design.md) and returns
 
 * ``entropy(p)``           H(P)    = −Σ P_i log P_i
 * ``cross_entropy(p, q)``  H(P, Q) = −Σ P_i log Q_i

@@ -15,12 +15,14 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import mpmath
 import numpy as np
 
-from klspec.spec.implementations import ARGUMENTS, Implementation
+from klspec.spec.interface import ARGUMENTS, Implementation
+from klspec.spec.tolerances import model_tolerance
 
 _ARGUMENT_NAMES = ("p", "q")
 
@@ -96,7 +98,7 @@ def observe(
 class NoResult(Exception):
     """A call that produced no result for a reason other than an exception of its own.
 
-    Raised by the guards around an implementation (:mod:`klspec.spec.isolation`):
+    Raised by the guards around an implementation (:mod:`klspec.conformance.isolation`):
     the message completes ``kl(p, q) ...``, e.g. ``did not return within 2 s``.
     """
 
@@ -173,6 +175,23 @@ def require_close(
     if expected_text:
         should = f"{expected_text.format(index=at)} = {should}"
     raise AssertionError(f"{call}{where}={show(g)}, but should be {should}")
+
+
+def mp(x: Any) -> mpmath.mpf:
+    """A float64 number as an exact mpmath number."""
+    return mpmath.mpf(float(x))
+
+
+def require_sum(
+    call: str, got: float, terms: Sequence[mpmath.mpf], *, expected_text: str = ""
+) -> None:
+    """``got`` is Σ terms (exact) within :func:`~klspec.spec.tolerances.model_tolerance`."""
+    __tracebackhide__ = True
+    value = mpmath.fsum(terms)
+    magnitude = float(mpmath.fsum(abs(t) for t in terms))
+    require_close(
+        call, got, float(value), model_tolerance(magnitude, len(terms)), expected_text=expected_text
+    )
 
 
 def show(x: Any) -> str:

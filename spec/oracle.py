@@ -1,7 +1,7 @@
 """High-precision truth for accuracy claims, computed with mpmath.
 
 Every float64 input is converted to an mpmath number exactly, the inputs are
-normalised exactly (the reference's numerical definition, DESIGN.md), and the
+normalised exactly (the reference's numerical definition, docs/design.md), and the
 textbook formula is evaluated at a working precision chosen from the inputs'
 dynamic range: ``log(Σq/Σp)`` can be ~1e-53 next to terms of order 1 when the
 inputs span 50 decades, so a fixed 50 digits is not enough. We carry

@@ -312,9 +312,7 @@ AXIS_IGNORED = _all_three(
 )
 NO_VALIDATION = _all_three("no_validation", no_validation, CONVENTIONS | {"validates"})
 VAGUE_ERRORS = _all_three("vague_errors", vague_errors, CONVENTIONS | {"validates"})
-LAPLACE = Implementation(
-    "laplace_smoothing", empirical=laplace_smoothing, capabilities={"empirical"}
-)
+LAPLACE = Implementation("laplace_smoothing", empirical=laplace_smoothing)
 
 #: check name or clause id -> implementations it must reject.
 BROKEN: dict[str, tuple[Implementation, ...]] = {

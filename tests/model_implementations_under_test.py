@@ -605,9 +605,8 @@ BROKEN_MODELS: dict[str, tuple[Implementation, ...]] = {
 
 def _with(name: str, base: Implementation = None, **functions) -> Implementation:
     """The textbook models with one function replaced by a broken one."""
-    import dataclasses
 
-    return dataclasses.replace(base or TEXTBOOK_MODELS, name=name, **functions)
+    return (base or TEXTBOOK_MODELS).replace(name=name, **functions)
 
 
 def _fits(name: str, fit=None, kl=None) -> Implementation:

@@ -2,7 +2,7 @@
 
 jax, optax and keras are only ever run in a forked worker: a jax backend
 initialised in this process would make every later fork unsafe (see
-klspec.spec.isolation), so the tests never compute with jax here.
+klspec.conformance.isolation), so the tests never compute with jax here.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import warnings
 import numpy as np
 import pytest
 
+from klspec.conformance import run
+from klspec.conformance.adapters import ADAPTERS
+from klspec.conformance.signatures import SignatureError, parse_signature
+from klspec.conformance.targets import AdapterUnavailable, resolve
 from klspec.reference import entropy, kl_divergence
-from klspec.spec import run
-from klspec.spec.adapters import ADAPTERS, AdapterUnavailable, resolve
-from klspec.spec.signatures import SignatureError, parse_signature
 
 P = np.array([0.7, 0.2, 0.1])
 Q = np.array([0.5, 0.25, 0.25])

@@ -25,10 +25,10 @@ def test_list_shows_every_clause_and_its_checks():
         assert re.search(rf"^{re.escape(c.id)}\s+{re.escape(c.kind)}\s", text, re.MULTILINE)
     for k in CHECKS:
         assert k.name in text
-    from klspec.spec.clauses import TOPICS
+    from klspec.spec.interface import TOPICS
 
     headings = [line[3:] for line in text.splitlines() if line.startswith("## ")]
-    assert headings == list(TOPICS)  # grouped by topic, in reading order
+    assert headings == [t.title for t in TOPICS]  # grouped by topic, in reading order
 
 
 def test_list_json():
@@ -70,9 +70,9 @@ def test_unknown_clause_is_a_usage_error(capsys):
 def test_a_failing_clause_exits_1_and_reports_how_to_reproduce(monkeypatch):
     from implementations_under_test import SIGN_ERROR
 
-    from klspec.spec import implementations
+    from klspec.conformance import targets
 
-    monkeypatch.setitem(implementations._TARGETS, "sign_error", lambda: SIGN_ERROR)
+    monkeypatch.setitem(targets._TARGETS, "sign_error", lambda: SIGN_ERROR)
     status, text = run_main(
         "check", "sign_error", "--clause", "kl.nonnegative", "--profile", "fast"
     )
@@ -82,7 +82,8 @@ def test_a_failing_clause_exits_1_and_reports_how_to_reproduce(monkeypatch):
     assert "but should be >= 0 [kl.nonnegative]" in text
     assert "counterexample: Case(p=np.array(" in text
     assert (
-        'reproduce: python -c "import numpy as np; from klspec.spec import replay; replay(' in text
+        'reproduce: python -c "import numpy as np; from klspec.conformance import replay; replay('
+        in text
     )
 
 

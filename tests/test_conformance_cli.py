@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from klspec.commands import main
-from klspec.spec import ConformanceError, check, replay
+from klspec.conformance import ConformanceError, check, replay
 
 KL_NONNEGATIVE = ("--clause", "kl.nonnegative", "--profile", "fast")
 FAST_P_ZERO = ("--clause", "kl.special.p_zero", "--profile", "fast")
@@ -137,7 +137,7 @@ def test_usage_and_import_errors_exit_2(argv, error, capsys):
 
 
 def test_missing_library_exits_2_with_the_reason(monkeypatch, capsys):
-    from klspec.spec.adapters import ADAPTERS
+    from klspec.conformance.adapters import ADAPTERS
 
     monkeypatch.setattr(type(ADAPTERS["torch.kl_div.sum"]), "missing", lambda self: "gone")
     status, _ = run_main("check", "torch.kl_div.sum")
@@ -241,7 +241,7 @@ def test_json_report(tmp_path):
 
 
 def test_adapters_lists_conventions_and_installation(monkeypatch):
-    from klspec.spec.adapters import ADAPTERS
+    from klspec.conformance.adapters import ADAPTERS
 
     status, text = run_main("adapters")
     assert status == 0
@@ -292,7 +292,9 @@ def test_check_reproduction_of_a_function_is_a_python_statement():
     with pytest.raises(ConformanceError) as info:
         check(my_kl, clauses=["kl.special.p_zero"], profile="fast")
     (failure,) = info.value.report.clauses[0].failures
-    assert failure.reproduce.startswith("import numpy as np; from klspec.spec import replay; ")
+    assert failure.reproduce.startswith(
+        "import numpy as np; from klspec.conformance import replay; "
+    )
     assert "replay('kl(p_i == 0 and q_i > 0) -> term 0', my_kl, p=np.array(" in failure.reproduce
     with pytest.raises(AssertionError, match=r"=nan, but should be a number"):
         exec(failure.reproduce, {"my_kl": my_kl})

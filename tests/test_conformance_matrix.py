@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from klspec.spec import matrix, run
-from klspec.spec.adapters import ADAPTERS, library_versions, resolve
+from klspec.conformance import matrix, run
+from klspec.conformance.adapters import ADAPTERS, library_versions
+from klspec.conformance.targets import resolve
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "conformance.md"
 REGENERATE = "run `klspec matrix` from the repository root"

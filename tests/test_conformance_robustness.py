@@ -12,9 +12,9 @@ import nasty_targets
 import numpy as np
 import pytest
 
-from klspec.spec import isolation, run
-from klspec.spec.adapters import resolve
-from klspec.spec.isolation import can_isolate
+from klspec.conformance import isolation, run
+from klspec.conformance.isolation import can_isolate
+from klspec.conformance.targets import resolve
 
 pytestmark = pytest.mark.skipif(not can_isolate(), reason="needs fork")
 

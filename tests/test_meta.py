@@ -2,7 +2,7 @@
 required clause accepts correct implementations that are built differently from the
 reference (advisory clauses are the reference's own promises: see clauses.py, Levels).
 
-A test that cannot fail is a defect (STYLE.md). The broken implementations, one
+A test that cannot fail is a defect (docs/design.md). The broken implementations, one
 bug each, and the table of which check must reject which, live in
 implementations_under_test.py; test_catalog.py makes sure every check is listed.
 """
@@ -19,9 +19,9 @@ from implementations_under_test import (
     broken_for,
 )
 
+from klspec.conformance.runner import run_check
 from klspec.spec import CHECKS, clause
 from klspec.spec.checks import check_named
-from klspec.spec.runner import run_check
 
 
 def _rejection_settings() -> settings:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import settings
 
-from klspec.spec import CHECKS, reference_implementation
-from klspec.spec.runner import run_check
+from klspec.conformance import reference_implementation
+from klspec.conformance.runner import run_check
+from klspec.spec import CHECKS
 
 REFERENCE = reference_implementation()
 

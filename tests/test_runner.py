@@ -12,11 +12,12 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from implementations_under_test import SCIPY_STATS_ENTROPY, SIGN_ERROR
 
-from klspec.spec import Implementation, replay, run
-from klspec.spec import implementations as implementations_module
+from klspec.conformance import replay, run
+from klspec.conformance import targets as targets_module
+from klspec.conformance.runner import PROFILES, run_check
+from klspec.spec import Implementation
 from klspec.spec._assert import literal
 from klspec.spec.checks import check_named
-from klspec.spec.runner import PROFILES, run_check
 
 NONNEGATIVE = check_named("kl.nonnegative[pairs]")
 
@@ -29,7 +30,7 @@ def test_failure_has_message_counterexample_and_a_working_reproduction(monkeypat
     # Shrunk to arrays written out, or to the seeded recipe of a large case: both rebuild it.
     assert result.counterexample.startswith(("Case(p=np.array(", "build_case("))
     # The reproduction line reruns the check on the same arrays and fails the same way.
-    monkeypatch.setitem(implementations_module._TARGETS, "sign_error", lambda: SIGN_ERROR)
+    monkeypatch.setitem(targets_module._TARGETS, "sign_error", lambda: SIGN_ERROR)
     argv = shlex.split(result.reproduce)
     assert argv[:2] == ["python", "-c"]
     with pytest.raises(AssertionError) as info:

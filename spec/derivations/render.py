@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import sympy as sp
 
+from klspec.spec.clauses import clause_anchor
 from klspec.spec.derivations._core import ChainResult, Derivation, DerivationResult, StepResult
 from klspec.spec.derivations.checks import Level
-from klspec.spec.documentation import clause_anchor
 
 __all__ = ["latex", "proof_pages", "to_latex", "to_markdown"]
 

@@ -2,11 +2,11 @@ r"""How a function under test is called: a signature in a small vocabulary, and 
 
 Properties call ``kl(p, q)``, ``entropy(p)`` or ``cross_entropy(p, q)`` on float64
 numpy arrays of probabilities and read the result in nats
-(:mod:`klspec.spec.implementations`). A third-party function is called
+(:mod:`klspec.spec.interface`). A third-party function is called
 differently: torch's ``kl_div`` takes ``(log Q, P)``, optax's takes log
 probabilities, a model's loss takes logits, and the arrays may have to be torch
 tensors or jax arrays. :func:`wrap` turns such a function into an
-:class:`~klspec.spec.implementations.Implementation`, given
+:class:`~klspec.spec.interface.Implementation`, given
 
 * a **signature** naming what each argument is, in the vocabulary
   :data:`VOCABULARY`: ``"f(p, q)"`` (the default for kl and cross-entropy),
@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from klspec.spec.implementations import ARGUMENTS, Implementation
+from klspec.spec.interface import QUANTITIES, Implementation
 
 #: The names a signature may use, and what each argument receives.
 VOCABULARY: dict[str, str] = {
@@ -70,24 +70,6 @@ ARRAYS: dict[str, tuple[str, str]] = {
     "jax": ("jax", "float64 jax arrays (64-bit mode on during the call)"),
 }
 
-#: What each quantity is called with (the keyword of Implementation) and its default signature.
-QUANTITIES: dict[str, tuple[str, str]] = {
-    "kl": ("kl", "f(p, q)"),
-    "entropy": ("entropy", "f(p)"),
-    "cross-entropy": ("cross_entropy", "f(p, q)"),
-    "token-kl": ("token_kl", "f(logits_p, logits_q)"),
-    "k1": ("k1", "f(logp, ref_logp)"),
-    "k2": ("k2", "f(logp, ref_logp)"),
-    "k3": ("k3", "f(logp, ref_logp)"),
-}
-
-#: Quantities whose arguments are handed over as the checks draw them (no p/q forms):
-#: the signature names each of the quantity's arguments once, in any order or as keywords.
-#: ``token-kl`` gets logits of shape (positions, vocabulary) and returns one KL per
-#: position; ``k1``, ``k2``, ``k3`` get the log-probabilities of sampled tokens under π
-#: and π_ref (1-D) and return one estimate per token.
-DIRECT: frozenset[str] = frozenset({"token-kl", "k1", "k2", "k3"})
-
 
 class SignatureError(ValueError):
     """A signature, quantity or array type that cannot be used; the message says why."""
@@ -100,7 +82,7 @@ class Signature:
     text: str
     positional: tuple[str, ...]
     keywords: tuple[tuple[str, str], ...] = ()
-    #: Whether the arguments are handed over as drawn (:data:`DIRECT`), not made from p, q.
+    #: Whether the arguments are handed over as drawn (a ``direct`` function), not made from p, q.
     direct: bool = False
 
     @property
@@ -112,7 +94,7 @@ class Signature:
         """The positional and keyword arguments, as fresh float64 numpy arrays.
 
         ``named`` holds the quantity's own arguments (``p`` and ``q``, or those of a
-        :data:`DIRECT` quantity, e.g. ``logp`` and ``ref_logp``).
+        ``direct`` function, e.g. ``logp`` and ``ref_logp``).
         """
         made = {form: self.make(form, named) for form in self.forms}
         return [made[f] for f in self.positional], {k: made[v] for k, v in self.keywords}
@@ -136,7 +118,8 @@ def parse_signature(text: str, quantity: str = "kl") -> Signature:
     """Parse ``"f(log_q, p)"`` for ``quantity``; :class:`SignatureError` says what is wrong."""
     if quantity not in QUANTITIES:
         raise SignatureError(f"unknown quantity {quantity!r}; use one of {', '.join(QUANTITIES)}")
-    vocabulary = ARGUMENTS[QUANTITIES[quantity][0]] if quantity in DIRECT else tuple(VOCABULARY)
+    fn = QUANTITIES[quantity]
+    vocabulary = fn.arguments if fn.direct else tuple(VOCABULARY)
     try:
         call = ast.parse(text.strip(), mode="eval").body
     except SyntaxError:
@@ -152,7 +135,7 @@ def parse_signature(text: str, quantity: str = "kl") -> Signature:
         if kw.arg is None:
             raise SignatureError(f"signature {text!r}: ** arguments are not supported")
         keywords.append((kw.arg, _vocabulary_name(kw.value, text, vocabulary)))
-    sig = Signature(text.strip(), tuple(positional), tuple(keywords), quantity in DIRECT)
+    sig = Signature(text.strip(), tuple(positional), tuple(keywords), fn.direct)
     forms = sig.forms
     if len(set(forms)) != len(forms):
         raise SignatureError(f"signature {text!r} names an argument twice")
@@ -308,11 +291,11 @@ def wrap(
     """
     if quantity not in QUANTITIES:
         raise SignatureError(f"unknown quantity {quantity!r}; use one of {', '.join(QUANTITIES)}")
-    sig = parse_signature(signature or QUANTITIES[quantity][1], quantity)
+    sig = parse_signature(signature or QUANTITIES[quantity].signature, quantity)
     if array not in ARRAYS:
         raise SignatureError(f"unknown array type {array!r}; use one of {', '.join(ARRAYS)}")
-    field = QUANTITIES[quantity][0]
-    names = ARGUMENTS[field]
+    field = QUANTITIES[quantity].name
+    names = QUANTITIES[quantity].arguments
 
     def call(*arrays, **_):
         return call_with(fn, sig, array, dict(zip(names, arrays, strict=True)))

@@ -73,7 +73,7 @@ def _normal(x: float, mean: float, sd: float) -> float:
 
 
 def fits_page() -> str:
-    """docs/fits.md: the forward and reverse Gaussian fits of ½N(−3, 1) + ½N(3, 1)."""
+    """docs/fitting.md: the forward and reverse Gaussian fits of ½N(−3, 1) + ½N(3, 1)."""
     forward = _fit("forward")
     right = _fit("reverse", (2.5, 1.0))
     left = _fit("reverse", (-2.5, 1.0))

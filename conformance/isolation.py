@@ -1,7 +1,7 @@
 """Running checks so that nothing the implementation under test does can stop the report.
 
 :func:`run_checks` runs checks one after another and yields each
-:class:`~klspec.spec.runner.CheckResult` as it completes. Exceptions, wrong
+:class:`~klspec.conformance.runner.CheckResult` as it completes. Exceptions, wrong
 types and shapes, NaN and writes into the inputs are turned into violations
 by the checks themselves (``_assert.observe`` and ``inputs.unmodified``).
 What they cannot handle is handled here:
@@ -44,7 +44,7 @@ import hypothesis
 
 from klspec.spec._assert import NoResult
 from klspec.spec.checks import Check
-from klspec.spec.implementations import ARGUMENTS, Implementation
+from klspec.spec.interface import ARGUMENTS, Implementation
 
 #: Extra seconds the parent waits past the timeout before killing a worker stuck in a call.
 GRACE = 2.0
@@ -121,8 +121,7 @@ class _Guard:
         self.timed_out = False
 
     def wrap(self, impl: Implementation) -> Implementation:
-        functions = {q: self._guarded(getattr(impl, q), q) for q in ARGUMENTS if getattr(impl, q)}
-        return dataclasses.replace(impl, **functions)
+        return impl.replace(**{q: self._guarded(fn, q) for q, fn in impl.functions.items()})
 
     def _guarded(self, fn: Callable[..., Any], quantity: str) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -187,7 +186,7 @@ def _run_guarded(
     on_case: Callable[[Any], None] | None = None,
 ):
     """Run one check with the guard in place; a timeout ends it with a failure on that input."""
-    from klspec.spec.runner import CheckResult, reproduction, run_check
+    from klspec.conformance.runner import CheckResult, reproduction, run_check
 
     guard.timed_out, guard.expired = False, None
     recorded = guard.recording(check)
@@ -235,7 +234,7 @@ def run_checks(
     worker, so a crash or a hang the alarm cannot break fails one check and the
     run goes on.
     """
-    from klspec.spec.runner import CheckResult
+    from klspec.conformance.runner import CheckResult
 
     runnable = []
     for check in checks:
@@ -302,7 +301,7 @@ def _worker(conn, impl, checks, search, timeout, clock) -> None:
 
 
 def _isolated(impl, items, search, timeout) -> Iterator[Any]:
-    from klspec.spec.runner import CheckResult
+    from klspec.conformance.runner import CheckResult
 
     position = 0
     while position < len(items):
@@ -323,7 +322,7 @@ def _isolated(impl, items, search, timeout) -> Iterator[Any]:
 
 def _one_worker(impl, checks, search, timeout) -> Iterator[Any]:
     """Run ``checks`` in one forked worker; yield their results until they are done or it dies."""
-    from klspec.spec.runner import CheckResult, reproduction
+    from klspec.conformance.runner import CheckResult, reproduction
 
     ctx = multiprocessing.get_context("fork")
     clock = _Clock(shared=True)

@@ -1,6 +1,7 @@
 """``klspec check TARGET``, ``klspec adapters`` and ``klspec matrix``: conformance from the shell.
 
-Registered in :data:`klspec.commands.COMMANDS`. Exit status of ``check``: 0 when
+The command-line face of :mod:`klspec.conformance`, registered in
+:data:`klspec.commands.COMMANDS`. Exit status of ``check``: 0 when
 every required clause passes (expected failures allowed), 1 when one fails, 2
 for a usage error, a target that cannot be imported or an adapter whose
 library is missing. The last line of its output is ``N passed, M failed``
@@ -26,8 +27,9 @@ class UsageError(Exception):
 
 def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     """The target and its options, and the run options beyond --clause/--profile/--seed."""
-    from klspec.spec.isolation import DEFAULT_TIMEOUT
-    from klspec.spec.signatures import ARRAYS, QUANTITIES
+    from klspec.conformance.isolation import DEFAULT_TIMEOUT
+    from klspec.conformance.signatures import ARRAYS
+    from klspec.spec.interface import QUANTITIES
 
     parser.add_argument(
         "target",
@@ -88,9 +90,9 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check(args: argparse.Namespace, out: TextIO) -> int:
     """Run ``klspec check``; returns the exit status."""
-    from klspec.spec.adapters import TargetError, resolve
-    from klspec.spec.conformance import XfailError, read_xfails, unmatched
-    from klspec.spec.signatures import SignatureError
+    from klspec.conformance.report import XfailError, read_xfails, unmatched
+    from klspec.conformance.signatures import SignatureError
+    from klspec.conformance.targets import TargetError, resolve
 
     options = {
         "quantity": args.quantity,
@@ -124,15 +126,16 @@ def check(args: argparse.Namespace, out: TextIO) -> int:
 
 def run_report(impl, args: argparse.Namespace, expected: dict[str, str], out: TextIO):
     """Run the checks with progress lines, then print the failures and the summary."""
-    from klspec.spec import CATALOG, run
-    from klspec.spec.clauses import TOPIC_FUNCTIONS
-    from klspec.spec.conformance import clause_line, describe
+    from klspec.conformance.report import clause_line, describe
+    from klspec.conformance.runner import run
+    from klspec.spec.clauses import CATALOG
+    from klspec.spec.interface import topic_functions
 
     width = max(len(c.id) for c in CATALOG)
-    elsewhere = []  # clauses of topics the target has no function for (TOPIC_FUNCTIONS)
+    elsewhere = []  # clauses of topics the target has no function for
 
     def progress(result) -> None:
-        if result.status == "skip" and not set(TOPIC_FUNCTIONS[result.clause.topic]) & (
+        if result.status == "skip" and not set(topic_functions(result.clause.topic)) & (
             impl.provides
         ):
             elsewhere.append(result.clause.id)
@@ -167,7 +170,7 @@ def run_report(impl, args: argparse.Namespace, expected: dict[str, str], out: Te
 
 
 def write_json(path: Path, report, impl) -> None:
-    from klspec.spec.conformance import report_data
+    from klspec.conformance.report import report_data
 
     data = report_data(report, impl)
     path.write_text(
@@ -184,7 +187,7 @@ def add_adapters_arguments(parser: argparse.ArgumentParser) -> None:
 
 def adapters(args: argparse.Namespace, out: TextIO) -> int:
     """List the built-in adapters, their conventions, and whether their library is installed."""
-    from klspec.spec.adapters import ADAPTERS
+    from klspec.conformance.adapters import ADAPTERS
 
     rows = []
     for adapter in ADAPTERS.values():
@@ -218,8 +221,8 @@ def adapters(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
-    from klspec.spec.adapters import ADAPTERS
-    from klspec.spec.runner import PROFILES
+    from klspec.conformance.adapters import ADAPTERS
+    from klspec.conformance.runner import PROFILES
 
     parser.add_argument(
         "--output",
@@ -246,7 +249,7 @@ def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
 
 def matrix(args: argparse.Namespace, out: TextIO) -> int:
     """Run every installed adapter and write the conformance matrix page."""
-    from klspec.spec import matrix as matrix_page
+    from klspec.conformance import matrix as matrix_page
 
     previous = None
     if args.output.exists():

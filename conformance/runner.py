@@ -29,7 +29,7 @@ from klspec.spec import strategies
 from klspec.spec._assert import literal
 from klspec.spec.checks import Check, check_named, checks_for
 from klspec.spec.clauses import CATALOG, Clause, clause
-from klspec.spec.implementations import Implementation, implementation
+from klspec.spec.interface import Implementation
 
 _COMMON = hypothesis.settings(
     database=None,
@@ -292,10 +292,10 @@ def reproduction(check_name: str, target: str | Implementation, case: Any) -> st
     A shell line (``python -c "..."``) for an implementation known by a target
     name, with the options that rebuild it (``signature='f(log_q, p)'``); a
     Python statement passing the function itself for one that is not (a
-    function handed to :func:`klspec.spec.check`).
+    function handed to :func:`klspec.conformance.check`).
     """
     impl = target if isinstance(target, Implementation) else None
-    imports = "import numpy as np; from klspec.spec import replay"
+    imports = "import numpy as np; from klspec.conformance import replay"
     name = impl.name if impl is not None else target
     by_name = impl is None or impl.by_name
     args = [repr(check_name), repr(name) if by_name else name]
@@ -326,7 +326,7 @@ def replay(
 ) -> None:
     """Rerun one check on one input: raise its ``AssertionError`` if it fails.
 
-    ``target`` is anything :func:`klspec.spec.adapters.resolve` takes (a
+    ``target`` is anything :func:`klspec.conformance.targets.resolve` takes (a
     target name, ``"module:function"`` or a function, with ``quantity``,
     ``signature``, ``batched`` and ``array`` saying how to call it) or an
     :class:`Implementation`. Give the input as arrays (``p=np.array([...]),
@@ -337,7 +337,7 @@ def replay(
     if isinstance(target, Implementation):
         impl = target
     else:
-        from klspec.spec.adapters import resolve
+        from klspec.conformance.targets import resolve
 
         impl = resolve(target, quantity=quantity, signature=signature, batched=batched, array=array)
     missing = impl.missing(check.needs)
@@ -378,13 +378,16 @@ def run(
     report records. ``on_result`` is called with each clause's result as soon
     as it completes. ``timeout`` limits each call of the implementation
     (seconds), and ``isolate`` runs the checks in a forked worker so that a
-    crash fails a check instead of the run (:mod:`klspec.spec.isolation`).
+    crash fails a check instead of the run (:mod:`klspec.conformance.isolation`).
     ``expected`` maps clause ids or check names to the reason they are
     expected to fail (an xfail list).
     """
-    from klspec.spec.isolation import run_checks
+    from klspec.conformance.isolation import run_checks
 
-    impl = implementation(impl) if isinstance(impl, str) else impl
+    if isinstance(impl, str):
+        from klspec.conformance.targets import resolve
+
+        impl = resolve(impl)
     wanted = [clause(i) for i in clauses] if clauses is not None else list(CATALOG)
     order = {c.id: i for i, c in enumerate(CATALOG)}
     wanted = sorted(dict.fromkeys(wanted), key=lambda c: order[c.id])

@@ -1,9 +1,9 @@
 r"""Built-in adapters: how scipy, torch, jax, optax and keras compute KL, made checkable.
 
-This module (with :mod:`klspec.spec.signatures`, which translates arguments and
+This module (with :mod:`klspec.conformance.signatures`, which translates arguments and
 array types) is the only place that knows third-party conventions. Each adapter
 is one small function returning an
-:class:`~klspec.spec.implementations.Implementation` that computes "KL(P‖Q) (or
+:class:`~klspec.spec.interface.Implementation` that computes "KL(P‖Q) (or
 H(P), H(P, Q)) of float64 probabilities, in nats"; its docstring states the
 library's conventions and what the adapter does about them. The principle:
 an adapter translates *calling conventions* (argument order, log-space
@@ -30,24 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from klspec.spec import implementations as _implementations
-from klspec.spec.implementations import Implementation
-from klspec.spec.signatures import QUANTITIES, SignatureError, import_function, wrap
-
-#: The keyword options of a module:function target (``klspec check --signature ...``).
-OPTIONS = ("quantity", "signature", "batched", "array")
-
-
-class TargetError(LookupError):
-    """A target that cannot be checked: unknown, not importable, or its library is missing."""
-
-
-class AdapterUnavailable(TargetError):
-    """A built-in adapter whose library is not installed; ``reason`` says which."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"{name}: {reason}")
-        self.reason = reason
+from klspec.conformance.signatures import wrap
+from klspec.spec.interface import Implementation
 
 
 @dataclass(frozen=True)
@@ -524,114 +508,3 @@ def keras_kl_divergence() -> Implementation:
         batched=True,
         description=f"keras.losses.kl_divergence(p, q), backend {keras.backend.backend()}",
     )
-
-
-# --- resolving a target ------------------------------------------------------------------
-
-
-def resolve(target: str | Callable[..., Any], **options: Any) -> Implementation:
-    """The implementation ``target`` stands for.
-
-    ``target`` is a name registered in :mod:`klspec.spec.implementations`
-    (``"reference"``), a built-in adapter (:data:`ADAPTERS`), a
-    ``"package.module:function"`` string (importable from the current directory
-    too), or a function. Functions and module:function targets take the
-    options ``quantity`` ("kl", "entropy" or "cross-entropy"), ``signature``
-    (default "f(p, q)", or "f(p)" for entropy), ``batched`` and ``array``
-    ("numpy", "torch" or "jax"); see :mod:`klspec.spec.signatures`.
-
-    Raises :class:`TargetError` (or :class:`AdapterUnavailable`) for a target
-    that cannot be checked, :class:`~klspec.spec.signatures.SignatureError` for
-    bad options.
-    """
-    unknown = set(options) - set(OPTIONS)
-    if unknown:
-        raise TypeError(f"unknown options {sorted(unknown)}; known: {', '.join(OPTIONS)}")
-    given = {k: v for k, v in options.items() if v not in (None, False)}
-    builtin = isinstance(target, str) and (
-        target in _implementations._TARGETS or target in ADAPTERS
-    )
-    if builtin and given:
-        raise SignatureError(
-            f"{', '.join(sorted(given))} apply to module:function targets; {target} has "
-            "its own conventions (see `klspec adapters`)"
-        )
-    # Defaults are dropped so that reproduction lines show only what differs from them.
-    quantity = given.get("quantity", "kl")
-    for key, default in (("quantity", "kl"), ("array", "numpy")):
-        if given.get(key) == default:
-            del given[key]
-    if quantity in QUANTITIES and given.get("signature") == QUANTITIES[quantity][1]:
-        del given["signature"]
-    if callable(target):
-        name = getattr(target, "__qualname__", "")
-        if not name.isidentifier():  # a local function: its own name, as the caller has it
-            name = getattr(target, "__name__", "")
-        return _wrap_function(target, name if name.isidentifier() else "fn", given, by_name=False)
-    if builtin:
-        if target in _implementations._TARGETS:
-            return _implementations._TARGETS[target]()
-        adapter = ADAPTERS[target]
-        reason = adapter.missing()
-        if reason:
-            raise AdapterUnavailable(target, reason)
-        return adapter.build()
-    if ":" in target:
-        try:
-            fn = import_function(target)
-        except ImportError as exc:
-            raise TargetError(str(exc)) from exc
-        return _wrap_function(fn, target, given, by_name=True)
-    import difflib
-
-    known = [*_implementations._TARGETS, *ADAPTERS]
-    close = difflib.get_close_matches(target, known, n=3)
-    hint = f"did you mean {', '.join(close)}? " if close else ""
-    raise TargetError(
-        f"unknown target {target!r}; {hint}give a built-in adapter (`klspec adapters`) or "
-        "package.module:function"
-    )
-
-
-def _wrap_function(
-    fn: Callable[..., Any], name: str, options: dict[str, Any], *, by_name: bool
-) -> Implementation:
-    from klspec.spec.signatures import missing_library
-
-    quantity = options.get("quantity", "kl")
-    if quantity not in QUANTITIES:
-        raise SignatureError(f"unknown quantity {quantity!r}; use one of {', '.join(QUANTITIES)}")
-    array = options.get("array", "numpy")
-    reason = missing_library(array)
-    if reason:
-        raise TargetError(f"--array {array}: {reason}")
-    impl = wrap(
-        fn,
-        name=name,
-        quantity=quantity,
-        signature=options.get("signature"),
-        batched=bool(options.get("batched")),
-        array=array,
-        options=tuple(sorted(options.items())),
-    )
-    return impl if by_name else _replace(impl, by_name=False)
-
-
-def _replace(impl: Implementation, **changes: Any) -> Implementation:
-    import dataclasses
-
-    return dataclasses.replace(impl, **changes)
-
-
-def versions_for(impl: Implementation) -> dict[str, str]:
-    """Versions of the libraries an implementation depends on, as far as klspec can tell."""
-    if impl.name in ADAPTERS:
-        return ADAPTERS[impl.name].versions()
-    libraries = ["numpy"]
-    array = dict(impl.options).get("array")
-    if array and array != "numpy":
-        libraries.append(array)
-    if ":" in impl.name:
-        top = impl.name.split(":")[0].split(".")[0]
-        libraries.append(top)
-    return library_versions(tuple(libraries))

@@ -1,92 +1,20 @@
-"""Checking any implementation against the spec: the Python API, and how reports read.
+"""How a report reads: the text ``klspec check`` prints, its JSON form, and xfail lists.
 
-:func:`check` is the entry point for a user's own test suite::
-
-    from klspec.spec import check
-    check(my_kl)                                   # f(p, q) -> KL(P‖Q) in nats
-    check(my_loss, signature="f(log_q, p)", array="torch", batched=True)
-
-It runs every clause (in a forked worker, with a per-call timeout: see
-:mod:`klspec.spec.isolation`), returns the
-:class:`~klspec.spec.runner.Report` when every required clause passes, and
-raises an ``AssertionError`` carrying it (``exc.report``) otherwise, with the
-failures written out as ``klspec check`` writes them. ``klspec check``, the
-pytest plugin and ``klspec matrix`` share the text and JSON forms defined here.
+``klspec check``, the pytest plugin, :func:`klspec.conformance.check` and ``klspec
+matrix`` share the text and JSON forms defined here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from klspec.spec.isolation import DEFAULT_TIMEOUT
-from klspec.spec.runner import ClauseResult, Report, run
+from klspec.conformance.runner import ClauseResult, Report
 
 STATUS = {"pass": "PASS", "fail": "FAIL", "skip": "SKIP", "advisory": "WARN", "xfail": "XFAIL"}
-
-
-class ConformanceError(AssertionError):
-    """An implementation fails a required clause; ``report`` is the whole :class:`Report`."""
-
-    def __init__(self, message: str, report: Report) -> None:
-        super().__init__(message)
-        self.report = report
-
-
-def check(
-    target: Callable[..., Any] | str,
-    quantity: str = "kl",
-    signature: str | None = None,
-    *,
-    batched: bool = False,
-    array: str = "numpy",
-    clauses: Iterable[str] | None = None,
-    profile: str = "default",
-    max_examples: int | None = None,
-    seed: int | None = None,
-    timeout: float | None = DEFAULT_TIMEOUT,
-    xfails: Mapping[str, str] | None = None,
-    isolate: bool = True,
-) -> Report:
-    """Check a function (or a target name) against the spec; raise if a required clause fails.
-
-    ``quantity`` is "kl", "entropy", "cross-entropy", "token-kl", "k1", "k2" or
-    "k3" (:data:`klspec.spec.signatures.QUANTITIES`); ``signature`` says how the
-    function is called, in the vocabulary ``p, q, log_p, log_q, logits_p,
-    logits_q`` (default ``"f(p, q)"``, or ``"f(p)"`` for entropy), or for token-kl
-    and the estimators by their own argument names (``"f(logp, ref_logp)"``);
-    ``batched`` that it reduces the last axis of (..., n) arrays; ``array``
-    what it receives ("numpy", "torch" or "jax", float64). ``clauses``
-    restricts the run to those clause ids; ``profile``, ``max_examples`` and
-    ``seed`` set the search; ``timeout`` limits each call (seconds);
-    ``xfails`` maps clause ids or check names to the reason they are expected
-    to fail; ``isolate`` runs the checks in a forked worker.
-
-    Returns the report; raises :class:`ConformanceError` (an AssertionError
-    whose ``report`` attribute is the report) when a required clause fails.
-    """
-    from klspec.spec.adapters import resolve
-
-    options = {"quantity": quantity, "signature": signature, "batched": batched, "array": array}
-    if isinstance(target, str) and (":" not in target):
-        options = {}  # a built-in target keeps its own conventions
-    impl = resolve(target, **{k: v for k, v in options.items() if v not in (None, False)})
-    report = run(
-        impl,
-        clauses,
-        profile=profile,
-        seed=seed,
-        max_examples=max_examples,
-        timeout=timeout,
-        isolate=isolate,
-        expected=xfails,
-    )
-    if not report.ok:
-        raise ConformanceError(describe(report), report)
-    return report
 
 
 # --- how a report reads ------------------------------------------------------------------
@@ -198,9 +126,8 @@ def unmatched(expected: Mapping[str, str], report: Report) -> list[str]:
 def report_data(report: Report, impl: Any) -> dict[str, Any]:
     """The report as JSON-ready data: the target, how it was called and searched, per clause."""
     from klspec import __version__
-    from klspec.spec.adapters import versions_for
-    from klspec.spec.implementations import QUANTITIES as PROVIDED
-    from klspec.spec.signatures import QUANTITIES
+    from klspec.conformance.targets import versions_for
+    from klspec.spec.interface import QUANTITIES
 
     options = dict(impl.options)
     called = bool(options) or ":" in report.target  # a function called as its signature says
@@ -210,8 +137,10 @@ def report_data(report: Report, impl: Any) -> dict[str, Any]:
         "target": report.target,
         "description": impl.description,
         "quantity": quantity if called else None,
-        "signature": (options.get("signature") or QUANTITIES[quantity][1]) if called else None,
-        "quantities": [q for q in PROVIDED if getattr(impl, q) is not None],
+        "signature": (options.get("signature") or QUANTITIES[quantity].signature)
+        if called
+        else None,
+        "quantities": list(impl.functions),
         "batched": "batched" in impl.capabilities,
         "array": options.get("array", "numpy"),
         "libraries": versions_for(impl),

@@ -1,10 +1,4 @@
-r"""Property checks: every clause of the catalog, executable against any implementation.
-
-A :class:`Check` pairs a *property* — a plain function ``prop(impl, case)`` that
-raises ``AssertionError`` on a violation — with the strategy drawing its input
-:class:`~klspec.spec.strategies.Case` and what the implementation must provide
-(``needs``). Properties see only the :class:`~klspec.spec.implementations.Implementation`
-interface, so they do not know whether they check the reference or scipy.
+r"""Checks of the divergences: entropy, cross-entropy and KL of probability vectors.
 
 Value oracles never come from the implementation under test: expected values
 are computed here, from the textbook formula (``_expected``: mpmath on small
@@ -12,11 +6,6 @@ supports, float64 with fsum otherwise), and tolerances from the inputs'
 conditioning (:mod:`klspec.spec.tolerances`). Relations between several calls
 (permutation, batching, decomposition) compare the implementation with itself,
 which is what those clauses state.
-
-Names read ``clause[input]`` (``kl.nonnegative[near_equal_pairs]``); special
-cases are named by their row of the table (``kl(p_i == 0 and q_i > 0) -> term 0``)
-and worked examples by their clause id. Every failure message ends with the
-clause id in brackets: ``kl(p, q)=-2.1e-17, but should be >= 0 [kl.nonnegative]``.
 """
 
 from __future__ import annotations
@@ -44,10 +33,9 @@ from klspec.spec._assert import (
     show,
     violated,
 )
-from klspec.spec._registry import REGISTERED, Check, Property, StrategySource
-from klspec.spec._registry import check as _check
-from klspec.spec.clauses import CATALOG
-from klspec.spec.implementations import Implementation
+from klspec.spec.checks._registry import Property, StrategySource
+from klspec.spec.checks._registry import check as _check
+from klspec.spec.interface import Implementation
 from klspec.spec.special_cases import SPECIAL_CASES, Outcome, SpecialCase
 from klspec.spec.tolerances import TINY, U, defect, perturbation_error, value_tolerance
 
@@ -592,7 +580,7 @@ def _first(names: str) -> Callable[[], st.SearchStrategy]:
 
 
 def _unmodified_inputs() -> dict[str, StrategySource]:
-    from klspec.spec import language_model_checks as lm
+    from klspec.spec.checks import language_models as lm
 
     return {
         "entropy": _first("p"),
@@ -721,36 +709,9 @@ for _kind, _extra in (
     )
 
 
-# --- the registry -----------------------------------------------------------------
-
-# The checks of the other topics register themselves on import.
-from klspec.spec import language_model_checks, model_checks  # noqa: E402, F401
+# --- inputs.unmodified, for every function it covers -----------------------------
 
 for _quantity, _source in _unmodified_inputs().items():
     _check("inputs.unmodified", needs={_quantity}, on={_quantity: _source})(
         functools.partial(_unmodified, quantity=_quantity)
     )
-
-_ORDER = {c.id: i for i, c in enumerate(CATALOG)}
-
-#: Every check, in catalog order.
-CHECKS: tuple[Check, ...] = tuple(sorted(REGISTERED, key=lambda c: _ORDER[c.clause_id]))
-
-_BY_NAME = {c.name: c for c in CHECKS}
-
-
-def checks_for(clause_id: str) -> tuple[Check, ...]:
-    """The checks of one clause, in registration order."""
-    return tuple(c for c in CHECKS if c.clause_id == clause_id)
-
-
-def check_named(name: str) -> Check:
-    """The check with this name; ``KeyError`` naming close matches if there is none."""
-    try:
-        return _BY_NAME[name]
-    except KeyError:
-        import difflib
-
-        close = difflib.get_close_matches(name, _BY_NAME, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see `klspec list`"
-        raise KeyError(f"unknown check {name!r}{hint}") from None

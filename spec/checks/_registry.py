@@ -16,7 +16,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from klspec.spec.implementations import Implementation
+from klspec.spec.interface import Implementation
 
 Property = Callable[[Implementation, Any], None]
 StrategySource = st.SearchStrategy | Callable[[], st.SearchStrategy] | None

@@ -11,7 +11,7 @@ them (every worker collects the same items). TARGET is what ``klspec check``
 takes: a built-in adapter or ``package.module:function``, with
 ``--kl-signature``, ``--kl-quantity``, ``--kl-batched`` and ``--kl-array`` saying
 how the function is called. Each check runs in a forked worker with a per-call
-timeout (:mod:`klspec.spec.isolation`), as ``klspec check`` runs it. A check of
+timeout (:mod:`klspec.conformance.isolation`), as ``klspec check`` runs it. A check of
 an implementation lacking what it needs is skipped with the reason; a
 failure of an advisory clause, or one listed in ``--kl-xfails``, is reported
 as xfailed.
@@ -65,10 +65,10 @@ class _Target:
     """The implementation under test and how to search, resolved once per session."""
 
     def __init__(self, config: pytest.Config) -> None:
-        from klspec.spec.adapters import TargetError, resolve
-        from klspec.spec.conformance import XfailError, read_xfails
-        from klspec.spec.runner import PROFILES, SHRINK_LIMITS
-        from klspec.spec.signatures import SignatureError
+        from klspec.conformance.report import XfailError, read_xfails
+        from klspec.conformance.runner import PROFILES, SHRINK_LIMITS
+        from klspec.conformance.signatures import SignatureError
+        from klspec.conformance.targets import TargetError, resolve
 
         option = config.getoption
         try:
@@ -111,7 +111,7 @@ class _Target:
         return [k for k in CHECKS if k.clause_id in wanted]
 
     def run(self, check: Any) -> Any:
-        from klspec.spec.isolation import run_checks
+        from klspec.conformance.isolation import run_checks
 
         results = run_checks(
             self.impl,

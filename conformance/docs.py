@@ -3,7 +3,7 @@
 ``klspec docs`` writes, and the test suite compares against, exactly what
 :func:`pages` returns: docs/index.md (what klspec is, a reading order that follows
 the post, the clause catalog as tables by topic), the worked pages with numbers
-computed by the reference (:mod:`klspec.spec.model_docs`: fits.md,
+computed by the reference (:mod:`klspec.conformance.worked_pages`: fitting.md,
 language_models.md, rlhf.md) and docs/proofs/ (one page per derivation,
 rendered with the level the checker reached). Nothing here is
 written by hand, so the docs cannot drift from the code: a test fails when
@@ -17,7 +17,8 @@ from functools import cache
 from pathlib import Path
 
 from klspec.spec.checks import checks_for
-from klspec.spec.clauses import CATALOG, TOPICS, Clause, derivation_clauses
+from klspec.spec.clauses import CATALOG, Clause, clause_anchor, derivation_clauses
+from klspec.spec.interface import TOPICS
 
 #: The reading order, following the post: (section title, what it argues, derivation ids,
 #: clause ids). Derivation ids are without the ``derivation.`` prefix.
@@ -88,7 +89,7 @@ READING_ORDER: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
         "matches P's mean and variance, so a single Gaussian fitted to two modes at ±3 "
         "sits between them as N(0, 10), covering both. Minimising KL(Q‖P) instead locks "
         "onto one mode; that part is shown numerically, not proved, on the worked page "
-        "[Forward against reverse KL](fits.md), which also shows a third, symmetric local "
+        "[Forward against reverse KL](fitting.md), which also shows a third, symmetric local "
         "minimum of the reverse fit.",
         ("gaussian_kl", "moment_matching"),
         (
@@ -132,11 +133,6 @@ READING_ORDER: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
 )
 
 
-def clause_anchor(clause_id: str) -> str:
-    """The anchor of a clause in docs/index.md: ``kl.decomposition`` -> ``kl-decomposition``."""
-    return clause_id.replace(".", "-").replace("_", "-")
-
-
 def _cell(text: str) -> str:
     """Text safe inside a Markdown table cell."""
     return text.replace("|", r"\|").replace("\n", " ")
@@ -168,7 +164,7 @@ def index_page(derivation_titles: dict[str, str]) -> str:
         "- [Conformance](conformance.md): how scipy, torch, jax, optax and keras fare "
         "against the clauses.",
         "- Worked pages, every number computed by the reference: "
-        "[forward against reverse KL](fits.md), [KL for language models](language_models.md), "
+        "[forward against reverse KL](fitting.md), [KL for language models](language_models.md), "
         "[the RLHF optimum](rlhf.md).",
         "",
         "## Reading order",
@@ -191,12 +187,12 @@ def index_page(derivation_titles: dict[str, str]) -> str:
     ]
     for topic in TOPICS:
         out += [
-            f"### {topic.capitalize() if topic != 'rlhf' else 'RLHF'}",
+            f"### {topic.title}",
             "",
             "| clause | kind | statement | formula | checks |",
             "|---|---|---|---|---|",
         ]
-        out += [_clause_row(c) for c in CATALOG if c.topic == topic]
+        out += [_clause_row(c) for c in CATALOG if c.topic == topic.key]
         out.append("")
     out += [
         "## Derivation clauses",
@@ -227,11 +223,11 @@ def pages() -> dict[str, str]:
 
     results = run()
     titles = {r.derivation.id.removeprefix("derivation."): r.derivation.title for r in results}
-    from klspec.spec.model_docs import fits_page, language_models_page, rlhf_page
+    from klspec.conformance.worked_pages import fits_page, language_models_page, rlhf_page
 
     out = {
         "index.md": index_page(titles),
-        "fits.md": fits_page(),
+        "fitting.md": fits_page(),
         "language_models.md": language_models_page(),
         "rlhf.md": rlhf_page(),
     }

@@ -1,6 +1,6 @@
 """The conformance matrix: every built-in adapter against every clause, as docs/conformance.md.
 
-:func:`collect` runs the adapters (:mod:`klspec.spec.adapters`) with a
+:func:`collect` runs the adapters (:mod:`klspec.conformance.adapters`) with a
 derandomized profile and returns plain data; :func:`render` turns that data
 into the page: a table with a row per implementation and a column per clause,
 each failing cell linking to its counterexample and explanation further down.
@@ -29,8 +29,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from klspec.spec.adapters import ADAPTERS, library_versions
-from klspec.spec.clauses import CATALOG, TOPICS, clause
+from klspec.conformance.adapters import ADAPTERS, library_versions
+from klspec.spec.clauses import CATALOG, clause
+from klspec.spec.interface import TOPICS
 
 #: Libraries whose versions decide every row (the search and the oracle).
 ENVIRONMENT = ("hypothesis", "numpy", "mpmath", "scipy")
@@ -39,16 +40,20 @@ _MARK = {"pass": "✓", "fail": "✗", "advisory": "⚠", "xfail": "✗", "skip"
 
 
 #: Where the modules deciding a row's results are found: what these import, transitively.
-_RESULT_ROOTS = ("klspec.spec.runner", "klspec.spec.isolation", "klspec.spec.adapters")
+_RESULT_ROOTS = (
+    "klspec.conformance.runner",
+    "klspec.conformance.isolation",
+    "klspec.conformance.targets",
+)
 
 
 #: Modules that the result modules import only to write docs (the derivations behind
 #: ``derivation_clauses``, the docs pages): they cannot change a check's verdict.
 _NOT_RESULTS = (
     "klspec.spec.derivations",
-    "klspec.spec.documentation",
-    "klspec.spec.model_docs",
-    "klspec.spec.matrix",
+    "klspec.conformance.docs",
+    "klspec.conformance.worked_pages",
+    "klspec.conformance.matrix",
 )
 
 
@@ -64,7 +69,9 @@ def result_modules() -> list[str]:
     import importlib.util
 
     def module(name: str) -> str | None:
-        if not name.startswith(("klspec.spec", "klspec.reference")) or name == "klspec.spec":
+        if not name.startswith(("klspec.spec", "klspec.reference", "klspec.conformance")):
+            return None
+        if name in ("klspec.spec", "klspec.conformance"):
             return None
         if name.startswith(_NOT_RESULTS):
             return None
@@ -116,8 +123,8 @@ def collect(
     adapter). ``previous`` is the data of the existing page: the rows of targets
     not run now (not asked for, or whose library is missing here) are kept from it.
     """
-    from klspec.spec.adapters import resolve
-    from klspec.spec.runner import PROFILES, run
+    from klspec.conformance.runner import PROFILES, run
+    from klspec.conformance.targets import resolve
 
     wanted = set(adapters) if adapters is not None else {"reference", *ADAPTERS}
     old = {row["target"]: row for row in (previous or {}).get("rows", [])}
@@ -222,9 +229,11 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _topic_table(topic: str, ran: list[dict[str, Any]]) -> list[str]:
+def _topic_table(topic: Any, ran: list[dict[str, Any]]) -> list[str]:
     """One topic's table: its clauses as columns, the rows for which one of them applies."""
-    columns = [c.id for c in CATALOG if c.topic == topic and any(c.id in r["clauses"] for r in ran)]
+    columns = [
+        c.id for c in CATALOG if c.topic == topic.key and any(c.id in r["clauses"] for r in ran)
+    ]
     rows = [
         r
         for r in ran
@@ -238,7 +247,7 @@ def _topic_table(topic: str, ran: list[dict[str, Any]]) -> list[str]:
     ]
     if not columns or not rows:
         return []
-    title = "RLHF" if topic == "rlhf" else topic.capitalize()
+    title = topic.title
     lines = [f"## {title}", ""]
     lines.append("| implementation | " + " | ".join(f"`{c}`" for c in columns) + " |")
     lines.append("|---|" + "---|" * len(columns))

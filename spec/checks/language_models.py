@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 
 from klspec.spec import _expected
 from klspec.spec._assert import observe, require, require_close
-from klspec.spec._registry import check
-from klspec.spec.implementations import Implementation
+from klspec.spec.checks._registry import check
+from klspec.spec.interface import Implementation
 from klspec.spec.strategies import Case
 from klspec.spec.tolerances import U, gamma
 
