@@ -109,8 +109,9 @@ def numpy_textbook() -> Implementation:
     """The textbook formulas typed into numpy: sum(p * log(p / q)), -sum(p * log p), ...
 
     Conventions: f(p, q) with P = p and Q = q, probabilities, no normalisation,
-    no guard for p_i = 0 (0·log 0 evaluates to nan) and no clamp at 0; each
-    sum reduces the last axis. The adapter adds nothing: this is the code a
+    no guard for p_i = 0: the term 0·log(0/q_i) evaluates to 0·(−inf) = nan (so
+    does 0·log 0 in the entropy), and q_i = 0 < p_i gives inf; no clamp at 0;
+    each sum reduces the last axis. The adapter adds nothing: this is the code a
     reader of the formula writes first.
     """
 
@@ -138,9 +139,11 @@ def scipy_rel_entr() -> Implementation:
     """scipy.special.rel_entr(p, q), summed over the last axis.
 
     Conventions: f(x, y) with P = x and Q = y, probabilities, elementwise
-    x·log(x/y) with 0 at x = 0 and inf at y = 0 < x; no normalisation and no
-    reduction. The adapter sums the terms over the last axis (what users write:
-    ``rel_entr(p, q).sum()``), without a clamp at 0.
+    x·log(x/y) for x, y > 0 — evaluated as x·log1p((x − y)/y) when 0.5 < x/y < 2
+    and as x·(log x − log y) when x/y overflows or underflows — 0 at x = 0 ≤ y,
+    inf at y = 0 < x and for negative arguments, nan for nan; no normalisation
+    and no reduction. The adapter sums the terms over the last axis (what users
+    write: ``rel_entr(p, q).sum()``), without a clamp at 0.
     """
     import scipy.special
 
@@ -157,8 +160,10 @@ def scipy_kl_div() -> Implementation:
     """scipy.special.kl_div(p, q), summed over the last axis.
 
     Conventions: f(x, y) with P = x and Q = y, probabilities, elementwise
-    x·log(x/y) − x + y (the terms of the generalised KL of unnormalised
-    measures, each ≥ 0), y at x = 0, inf at y = 0 < x; no normalisation and no
+    x·log(x/y) − x + y evaluated as written (the terms of the generalised KL of
+    unnormalised measures: mathematically each ≥ 0, but a term can round to
+    about −1e-16 when x ≈ y, and it is inf when x/y overflows, e.g. for a
+    subnormal y), y at x = 0 ≤ y, inf at y = 0 < x; no normalisation and no
     reduction. Summed over distributions the extra −x + y terms add Σq − Σp,
     zero up to rounding. The adapter sums over the last axis.
     """
@@ -176,10 +181,12 @@ def scipy_kl_div() -> Implementation:
 def scipy_stats_entropy() -> Implementation:
     """scipy.stats.entropy(pk, qk, base=None, axis=0): H(P) for one argument, KL(P‖Q) for two.
 
-    Conventions: P = pk and Q = qk, probabilities, both normalised to sum 1
-    along ``axis``; terms via rel_entr / entr (0 at p_i = 0, inf at q_i = 0 <
-    p_i); ``base`` divides by ln(base); the default axis is 0. The adapter
-    passes axis=-1 unless the check gives another axis (klspec's convention).
+    Conventions: P = pk and Q = qk, each divided by its sum along ``axis`` (so
+    unnormalised weights are accepted); terms via scipy.special.rel_entr / entr
+    (0 at p_i = 0, inf at q_i = 0 < p_i); ``base`` divides the result by
+    ln(base) (base ≤ 0 raises ValueError); the default axis is 0, so a 2-D
+    array is read column by column. The adapter passes axis=-1 unless the check
+    gives another axis (klspec's convention).
     """
     import scipy.stats
 
@@ -222,11 +229,12 @@ def torch_kl_div_sum() -> Implementation:
 
     Conventions: the arguments are in the *opposite* order to KL(P‖Q): input is
     log Q (log-probabilities), target is P (probabilities; log-probabilities
-    only with log_target=True). Elementwise target·(log target − input), via
-    xlogy, so a term with p_i = 0 is 0 — unless input is −inf there (q_i = 0
-    too), which gives 0·inf = nan. No normalisation. reduction='sum' sums every
-    element (so on a batch it is the total, not per row). The adapter passes
-    float64 tensors of one distribution, called as f(log_q, p).
+    only with log_target=True). Elementwise xlogy(target, target) − target·input,
+    i.e. target·(log target − input) with 0·log 0 = 0: a term with p_i = 0 < q_i
+    is 0, with p_i = q_i = 0 it is 0 − 0·(−inf) = nan, and with q_i = 0 < p_i it
+    is inf. No normalisation. reduction='sum' sums every element (so on a batch
+    it is the total, not per row). The adapter passes float64 tensors of one
+    distribution, called as f(log_q, p).
     """
     return wrap(
         _torch_kl_div("sum"),
@@ -241,12 +249,13 @@ def torch_kl_div_sum() -> Implementation:
 def torch_kl_div_batchmean() -> Implementation:
     """torch.nn.functional.kl_div(input, target, reduction='batchmean'): the sum divided by size(0).
 
-    Conventions as torch.kl_div.sum (input = log Q, target = P), but the sum
-    over all elements is divided by input.size(0). That is KL averaged over a
-    batch only when the input has shape (batch, n); on (n,) it divides by n,
-    and on (B, T, V) by B alone (a per-token KL summed over T). The adapter
-    passes each distribution as a batch of one, shape (1, n), the use torch
-    documents, so the result is KL(P‖Q) itself; the reduction is not undone.
+    Conventions: as torch.kl_div.sum (input = log Q, target = P), but the sum
+    over all elements is divided by input.size(0) (a 0-d input is not divided).
+    That is KL averaged over a batch only when the input has shape (batch, n);
+    on (n,) it divides by n, and on (B, T, V) by B alone (a per-token KL summed
+    over T). The adapter passes each distribution as a batch of one, shape
+    (1, n), the use torch documents, so the result is KL(P‖Q) itself; the
+    reduction is not undone.
     torch.kl_div.mean shows what a reduction over the wrong count does.
     """
     return wrap(
@@ -262,13 +271,15 @@ def torch_kl_div_batchmean() -> Implementation:
 def torch_kl_div_mean() -> Implementation:
     """torch.nn.functional.kl_div(input, target) with its default reduction='mean': sum / numel.
 
-    Conventions as torch.kl_div.sum (input = log Q, target = P), but the sum
+    Conventions: as torch.kl_div.sum (input = log Q, target = P), but the sum
     is divided by the number of *elements*, so on one distribution of n
     outcomes the result is KL(P‖Q)/n. torch's docs warn that 'mean' "doesn't
     return the true KL divergence value" and recommend 'batchmean'; 'mean' is
-    still the default, and a common bug. The adapter exposes it as is (it does
-    not multiply by n back), so the matrix shows this bug class: every value
-    clause fails by the factor n.
+    still the default, and a common bug. Every call with reduction='mean'
+    emits a UserWarning that it "divides the total loss by both the batch size
+    and the support size" (the adapter silences it). The adapter exposes the
+    result as is (it does not multiply by n back), so the matrix shows this bug
+    class: every value clause fails by the factor n.
     """
     return wrap(
         _torch_kl_div("mean"),
@@ -285,8 +296,9 @@ def torch_kl_div_log_target() -> Implementation:
 
     Conventions: input = log Q, target = log P; elementwise
     exp(target)·(target − input), so p_i = 0 (target −inf) gives 0·(−inf) = nan
-    instead of 0. reduction='sum' as in torch.kl_div.sum. The adapter calls it
-    as f(log_q, log_p) on float64 tensors of one distribution.
+    instead of 0, whatever q_i; q_i = 0 < p_i gives inf. reduction='sum' as in
+    torch.kl_div.sum. The adapter calls it as f(log_q, log_p) on float64
+    tensors of one distribution.
     """
     return wrap(
         _torch_kl_div("sum", log_target=True),
@@ -318,15 +330,20 @@ def torch_kl_div_logits() -> Implementation:
     F.kl_div(F.log_softmax(logits_q, -1), F.log_softmax(logits_p, -1),
     reduction='none', log_target=True).sum(-1): KL(softmax(p)‖softmax(q)) per
     position. Conventions: log_softmax subtracts the row's logsumexp; the terms
-    exp(log P)·(log P − log Q) are summed over the vocabulary; no clamp. The
-    adapter hands it float64 logits of shape (positions, vocabulary).
+    exp(log P)·(log P − log Q) are summed over the vocabulary; no clamp, so a
+    −inf logit in P (p_i = 0) gives a nan term, as in torch.kl_div.log_target,
+    and a −inf logit in Q alone gives inf. The adapter hands it float64 logits
+    of shape (positions, vocabulary).
     """
     return wrap(
         _torch_token_kl("float64"),
         name="torch.kl_div.logits",
         quantity="token-kl",
         array="torch",
-        description="F.kl_div(log_softmax(b), log_softmax(a), log_target=True).sum(-1), float64",
+        description=(
+            "F.kl_div(log_softmax(b), log_softmax(a), reduction='none', log_target=True)"
+            ".sum(-1), float64"
+        ),
     )
 
 
@@ -336,15 +353,18 @@ def torch_kl_div_logits_float32() -> Implementation:
 
     Conventions: as torch.kl_div.logits, but the logits are cast to float32
     first and the result back to float64: the matrix shows what float32 costs
-    (values off by ~1e-7 relative to the logits' size, negative KL on nearly
-    equal rows).
+    (absolute errors of order 1e-7 times the logits' magnitude, and negative
+    KL on nearly equal rows).
     """
     return wrap(
         _torch_token_kl("float32"),
         name="torch.kl_div.logits.float32",
         quantity="token-kl",
         array="torch",
-        description="F.kl_div(log_softmax(b), log_softmax(a), log_target=True).sum(-1), float32",
+        description=(
+            "F.kl_div(log_softmax(b), log_softmax(a), reduction='none', log_target=True)"
+            ".sum(-1), float32"
+        ),
     )
 
 
@@ -353,10 +373,20 @@ def torch_distributions() -> Implementation:
     """torch.distributions.kl_divergence(Categorical(probs=p), Categorical(probs=q)); .entropy().
 
     Conventions: kl_divergence(p, q) is KL(p‖q) of two distribution objects,
-    over their batch shape. Categorical(probs=...) normalises along the last
-    axis and checks its argument is on the simplex (within 1e-6). Its logits
-    are log(probs) with probs clamped to [eps, 1 − eps] (eps = 2.2e-16 in
-    float64); the KL sets the terms with p_i = 0 to 0 and with q_i = 0 to inf.
+    over their batch shape. Categorical(probs=...) divides probs by their sum
+    along the last axis, so unnormalised weights are accepted:
+    Categorical(probs=[1., 2., 3.]).probs is [1/6, 2/6, 3/6]. Argument
+    validation (validate_args, on by default unless Python runs with -O)
+    checks the simplex constraint (entries ≥ 0, sum within 1e-6 of 1) on the
+    *normalised* probs: non-negative weights with a finite positive sum pass;
+    it rejects mixed signs, nan or inf (also an overflowing sum), and a zero
+    sum (0/0), while an all-negative row normalises to a valid one and passes.
+    Its logits are log(probs) with probs clamped to [eps, 1 − eps] (eps =
+    torch.finfo(dtype).eps, 2.2e-16 in float64). The KL terms are
+    p_i·(logits_p − logits_q), set to inf where q_i = 0 and then to 0 where
+    p_i = 0 (so a term with p_i = q_i = 0 is 0); a 0 < q_i < eps counts as eps,
+    so such a term is capped near p_i·log(p_i/eps). entropy() is
+    −Σ probs·logits, so a one-hot P has entropy −log(1 − eps) ≈ 2.2e-16, not 0.
     The adapter builds the Categoricals from float64 tensors; it is batched.
     """
     import torch
@@ -391,11 +421,15 @@ def torch_distributions() -> Implementation:
 def jax_rel_entr() -> Implementation:
     """jax.scipy.special.rel_entr(p, q), summed over the last axis.
 
-    Conventions: as scipy.special.rel_entr — f(x, y) with P = x, Q = y,
-    probabilities, elementwise x·log(x/y), 0 at x = 0, inf at y = 0 < x, no
-    normalisation, no reduction. jax computes in float32 unless 64-bit mode is
-    on, and on CPU it flushes subnormal numbers to zero. The adapter passes
-    float64 arrays with 64-bit mode on during the call, and sums the last axis.
+    Conventions: the cases of scipy.special.rel_entr — f(x, y) with P = x,
+    Q = y, probabilities, x·log(x/y) for x, y > 0 (evaluated as
+    xlogy(x, x) − xlogy(x, y), i.e. x·log x − x·log y, which rounds differently
+    from scipy), 0 at x = 0 ≤ y, inf at y = 0 < x and for negative arguments;
+    no normalisation, no reduction. jax computes in float32 unless 64-bit mode
+    is on, and on CPU it flushes subnormal numbers to zero in arithmetic and
+    comparisons: rel_entr(0.5, 1e-310) is inf and rel_entr(1e-310, 0) is 0.
+    The adapter passes float64 arrays with 64-bit mode on during the call, and
+    sums the last axis.
     """
     return wrap(
         lambda p, q: _jax().scipy.special.rel_entr(p, q).sum(axis=-1),
@@ -420,8 +454,11 @@ def optax_kl_divergence() -> Implementation:
     Conventions: the arguments are log Q (log_predictions) and P (targets,
     probabilities), in that order; terms targets·(log targets − log_predictions)
     with log targets replaced by 0 where targets = 0, so p_i = 0 gives
-    0·(0 − log q_i): nan when q_i = 0 too (0·inf). Sums over ``axis``; no
-    normalisation. The adapter calls it as f(log_q, p) on float64 jax arrays.
+    0·(0 − log q_i): 0 when q_i > 0, nan when q_i = 0 too (0·inf); q_i = 0 <
+    p_i gives inf. (optax's docs ask for strictly positive targets.) Sums over
+    ``axis`` (default −1); no normalisation. On CPU jax flushes subnormals to
+    zero, so a subnormal p_i with q_i = 0 gives nan as well. The adapter calls
+    it as f(log_q, p) on float64 jax arrays.
     """
     import optax
 
@@ -440,9 +477,9 @@ def optax_kl_divergence_with_log_targets() -> Implementation:
     """optax.losses.kl_divergence_with_log_targets(log_predictions, log_targets): both log.
 
     Conventions: log Q then log P; terms exp(log_targets)·(log_targets −
-    log_predictions), so p_i = 0 gives 0·(−inf) = nan. Sums over ``axis``
-    (default −1); no normalisation. The adapter calls it as f(log_q, log_p) on
-    float64 jax arrays.
+    log_predictions), so p_i = 0 gives 0·(−inf) = nan, whatever q_i; q_i = 0 <
+    p_i gives inf. Sums over ``axis`` (default −1); no normalisation. The
+    adapter calls it as f(log_q, log_p) on float64 jax arrays.
     """
     import optax
 
@@ -463,8 +500,9 @@ def optax_token_kl_from_logits() -> Implementation:
     optax.losses.kl_divergence_with_log_targets(jax.nn.log_softmax(logits_q),
     jax.nn.log_softmax(logits_p)), summed over the last axis: KL(softmax(p)‖
     softmax(q)) per position. Conventions: log_softmax over the last axis, the
-    terms exp(log P)·(log P − log Q) summed, no clamp. The adapter hands it
-    float64 jax arrays of shape (positions, vocabulary).
+    terms exp(log P)·(log P − log Q) summed, no clamp, so a −inf logit in P
+    (p_i = 0) gives nan. The adapter hands it float64 jax arrays of shape
+    (positions, vocabulary).
     """
     import jax
     import optax
@@ -487,15 +525,19 @@ def optax_token_kl_from_logits() -> Implementation:
 def keras_kl_divergence() -> Implementation:
     """keras.losses.kl_divergence(y_true, y_pred) (keras 3, jax backend): P = y_true, Q = y_pred.
 
-    Conventions: probabilities, both **clipped to [epsilon, 1]** with epsilon =
-    1e-7 before y_true·log(y_true/y_pred) is summed over the last axis, so a
-    zero in q gives at most p_i·log(p_i/1e-7) ≈ 16.1·p_i instead of inf, and a
-    zero in p contributes 1e-7·log(1e-7/q_i) instead of 0; no normalisation.
-    (The KLDivergence loss class then averages over the batch.) Keras computes
-    in the inputs' dtype; on the jax backend float64 needs jax's 64-bit mode,
-    which the adapter switches on during the call, so that the matrix shows
-    keras's clipping rather than float32 rounding. KERAS_BACKEND is set to jax
-    if unset before keras is first imported.
+    Conventions: probabilities, both **clipped to [epsilon, 1]** (epsilon =
+    keras.config.epsilon(), 1e-7 by default) before y_true·log(y_true/y_pred)
+    is summed over the last axis, so a zero in q gives p_i·log(p_i/1e-7) ≤
+    16.12·p_i instead of inf, a zero in p contributes 1e-7·log(1e-7/q_i)
+    instead of 0, and an entry above 1 counts as 1; no normalisation. (The
+    KLDivergence loss class then divides the sum of these per-row values by
+    their number, reduction 'sum_over_batch_size', e.g. by B·T on (B, T, V)
+    inputs, and computes in keras.config.floatx(), float32 by default, unless
+    given a dtype.) The function computes in y_pred's dtype (y_true is cast to it); on
+    the jax backend float64 needs jax's 64-bit mode, which the adapter switches
+    on during the call, so that the matrix shows keras's clipping rather than
+    float32 rounding. KERAS_BACKEND is set to jax if unset before keras is
+    first imported.
     """
     os.environ.setdefault("KERAS_BACKEND", "jax")
     import keras
