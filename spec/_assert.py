@@ -27,6 +27,31 @@ from klspec.spec.tolerances import model_tolerance
 _ARGUMENT_NAMES = ("p", "q")
 
 
+#: What a violation looks like, for reports: how :mod:`klspec.conformance.causes` names it.
+SYMPTOMS: dict[str, str] = {
+    "nan": "returns NaN",
+    "negative": "returns a negative value",
+    "not_inf": "returns a finite value instead of +inf",
+    "inf": "returns +inf instead of a finite value",
+    "value": "returns a wrong value",
+    "raises": "raises an exception",
+    "no_result": "does not return a value",
+    "crash": "crashes its process",
+    "shape": "returns the wrong shape",
+    "type": "returns something that is not a number",
+    "writes": "writes into its arguments",
+    "violation": "violates the clause",
+}
+
+
+class Violation(AssertionError):
+    """A check's failure; ``symptom`` (a key of :data:`SYMPTOMS`) says what kind."""
+
+    def __init__(self, message: str, symptom: str = "violation") -> None:
+        super().__init__(message)
+        self.symptom = symptom
+
+
 def literal(x: Any) -> str:
     """Python source that rebuilds ``x`` exactly (floats round-trip through ``repr``).
 
@@ -82,16 +107,17 @@ def observe(
     except Exception:
         value = np.asarray(None)
     if value.dtype.kind not in "fiu":
-        raise AssertionError(
+        raise Violation(
             f"{call} returned {type(got).__name__} {_short(repr(got))}, "
-            "but should return a real number"
+            "but should return a real number",
+            "type",
         )
     if value.shape != shape:
-        raise AssertionError(f"{call} has shape {value.shape}, but should have shape {shape}")
+        raise Violation(f"{call} has shape {value.shape}, but should have shape {shape}", "shape")
     value = value.astype(np.float64)
     if np.isnan(value).any():
         where = "" if shape == () else f"[{_index(np.isnan(value))}]"
-        raise AssertionError(f"{call}{where}=nan, but should be a number")
+        raise Violation(f"{call}{where}=nan, but should be a number", "nan")
     return float(value) if shape == () else value
 
 
@@ -114,9 +140,11 @@ def invoke(call: str, fn: Callable[..., Any], *args: Any, **options: Any) -> Any
             warnings.simplefilter("ignore")
             return fn(*args, **options)
     except NoResult as exc:
-        raise AssertionError(f"{call} {exc}, but should return a value") from None
+        raise Violation(f"{call} {exc}, but should return a value", "no_result") from None
     except Exception as exc:
-        raise AssertionError(f"{call} raised {_exception(exc)}, but should return a value") from exc
+        raise Violation(
+            f"{call} raised {_exception(exc)}, but should return a value", "raises"
+        ) from exc
 
 
 def call_text(quantity: str, n_arrays: int, **options: Any) -> str:
@@ -127,10 +155,29 @@ def call_text(quantity: str, n_arrays: int, **options: Any) -> str:
     return f"{quantity}({', '.join(args)})"
 
 
-def violated(message: str) -> None:
+def violated(message: str, symptom: str = "violation") -> None:
     """Fail with ``message`` (already in the ``what=got, but should be ...`` shape)."""
     __tracebackhide__ = True
-    raise AssertionError(message)
+    raise Violation(message, symptom)
+
+
+def _symptom(got: Any, expected: float | None = None, should: str = "") -> str:
+    """The kind of a wrong number: NaN, negative where >= 0 is due, inf where finite, ..."""
+    try:
+        got = float(np.asarray(got, dtype=np.float64))
+    except (TypeError, ValueError):
+        return "violation"
+    if math.isnan(got):
+        return "nan"
+    if expected is not None and math.isinf(expected) and not math.isinf(got):
+        return "not_inf"
+    if should == "+inf" and not math.isinf(got):
+        return "not_inf"
+    if math.isinf(got) and (expected is None or not math.isinf(expected)):
+        return "inf"
+    if should.startswith(">= 0") and got < 0:
+        return "negative"
+    return "value"
 
 
 def require(ok: Any, call: str, got: Any, should: str) -> None:
@@ -147,7 +194,7 @@ def require(ok: Any, call: str, got: Any, should: str) -> None:
         index = tuple(int(i) for i in np.argwhere(~ok)[0])
         call = f"{call}[{', '.join(map(str, index))}]"
         got = np.asarray(got)[index]
-    raise AssertionError(f"{call}={show(got)}, but should be {should}")
+    raise Violation(f"{call}={show(got)}, but should be {should}", _symptom(got, None, should))
 
 
 def require_close(
@@ -174,7 +221,7 @@ def require_close(
     should = show(e) if np.isinf(e) else f"{show(e)} ± {t:.2g}"
     if expected_text:
         should = f"{expected_text.format(index=at)} = {should}"
-    raise AssertionError(f"{call}{where}={show(g)}, but should be {should}")
+    raise Violation(f"{call}{where}={show(g)}, but should be {should}", _symptom(g, float(e)))
 
 
 def mp(x: Any) -> mpmath.mpf:

@@ -55,36 +55,45 @@ def _case(regime: str, **arrays: np.ndarray):
     return strategies.Case(regime=regime, **arrays)
 
 
-# Weights for an inserted positive probability: the hard ones, and any in between.
-_WEIGHTS = st.one_of(
-    st.sampled_from([0.5, 1e-3, 1e-9, 1e-100, 1e-300, 5e-324]),
-    st.floats(min_value=1e-12, max_value=0.9),
-)
+#: Values for the special outcome, by the sign its condition asks for: positive values
+#: are not small enough to be a hazard of their own (klspec.spec.hazards).
+_VALUES = {
+    "> 0": st.floats(min_value=1e-3, max_value=0.9),
+    "subnormal": st.one_of(
+        st.sampled_from([5e-324, 1e-320, 1e-310, 2.225073858507201e-308]),
+        st.floats(min_value=5e-324, max_value=2.225073858507201e-308, exclude_max=True),
+    ),
+    "< 1e-7": st.one_of(
+        st.sampled_from([9.9e-8, 1e-9, 1e-16, 1e-100, 1e-300]),
+        st.floats(min_value=2.2250738585072014e-308, max_value=1e-7, exclude_max=True),
+    ),
+}
 
 
-def _insert(x: np.ndarray, k: int, value: float) -> np.ndarray | None:
-    """x with ``value`` inserted at k, the others scaled by 1 − value (None if one underflows)."""
-    rest = x * (1.0 - value) if value else x
-    if ((x > 0) & (rest == 0)).any():
-        return None
-    return np.insert(rest, k, value)
+def _insert(x: np.ndarray, k: int, value: float) -> np.ndarray:
+    """x with ``value`` inserted at k, the others scaled by 1 − value (the sum stays ~1)."""
+    return np.insert(x * (1.0 - value), k, value)
 
 
 def with_outcome(condition: Outcome) -> Factory:
-    """Drawn pairs (or distributions) with one more outcome, on which ``condition`` holds."""
+    """Hazard-free pairs (or distributions) with one more outcome, where ``condition`` holds.
+
+    The base pair comes from :func:`klspec.spec.strategies.clean_pairs` (every entry
+    above 3e-6 after the insertion): the inserted outcome is the only place where a
+    hazard of :mod:`klspec.spec.hazards` holds, so a failure is about the condition.
+    """
 
     @st.composite
     def build(draw):
-        base = draw(strategies.pairs(max_size=SMALL - 1))
+        base = draw(strategies.clean_pairs(max_size=SMALL - 1), label="base")
         arrays = {"p": base.p} if condition.q is None else {"p": base.p, "q": base.q}
         k = draw(st.integers(0, base.p.size), label="k")
         signs = {"p": condition.p, "q": condition.q}
         built = {}
         for name, x in arrays.items():
-            value = 0.0 if signs[name] == "== 0" else draw(_WEIGHTS, label=f"{name}_k")
+            sign = signs[name]
+            value = 0.0 if sign == "== 0" else draw(_VALUES[sign], label=f"{name}_k")
             built[name] = _insert(x, k, value)
-        if any(v is None for v in built.values()):
-            return draw(st.nothing())
         return _case(f"{base.regime}, with {condition}", **built)
 
     return lambda: build()

@@ -14,13 +14,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 Quantity = Literal["entropy", "cross_entropy", "kl"]
-#: A condition on one probability: exactly zero, or positive.
-Sign = Literal["== 0", "> 0"]
-#: What the condition forces: one outcome's term is 0; the result is +inf, 0, or log n.
-Result = Literal["term 0", "+inf", "0", "log n"]
+#: A condition on one probability: exactly zero, positive (and at least 1e-3, so that
+#: nothing else is hazardous), subnormal (below 2.2e-308) or tiny (normal, below 1e-7).
+Sign = Literal["== 0", "> 0", "subnormal", "< 1e-7"]
+#: What the condition forces: one outcome's term is 0, or its exact (finite) value; the
+#: result is +inf, 0, or log n.
+Result = Literal["term 0", "exact term", "+inf", "0", "log n"]
 
 _RESULT_PHRASE: dict[str, str] = {
     "term 0": "contributes 0",
+    "exact term": "contributes its exact, finite term",
     "+inf": "makes the result +inf",
     "0": "gives exactly 0",
     "log n": "gives log n",
@@ -42,6 +45,15 @@ class Outcome:
     def subject(self) -> str:
         return f"an outcome with {self}"
 
+    @property
+    def hazard(self) -> str:
+        """The key of the hazard (klspec.spec.hazards) this condition is: the only one drawn."""
+        if self.q is None:
+            return "p_zero"
+        if self.p == "== 0":
+            return "both_zero" if self.q == "== 0" else "p_zero"
+        return {"== 0": "q_zero", "subnormal": "subnormal", "< 1e-7": "tiny"}[self.q]
+
 
 @dataclass(frozen=True)
 class Shape:
@@ -55,6 +67,11 @@ class Shape:
     @property
     def subject(self) -> str:
         return f"a {self.kind} p"
+
+    @property
+    def hazard(self) -> str | None:
+        """A one-hot p has zeros by nature (its clause is about that); a uniform one none."""
+        return "p_zero" if self.kind == "one-hot" else None
 
 
 @dataclass(frozen=True)
@@ -139,5 +156,23 @@ SPECIAL_CASES: tuple[SpecialCase, ...] = (
         "an outcome neither distribution produces changes nothing; "
         "the result is the same as with the outcome dropped",
         r"p_i = q_i = 0 \Rightarrow KL(P \| Q) = KL(P_{\setminus i} \| Q_{\setminus i})",
+    ),
+    SpecialCase(
+        "kl.special.subnormal_q",
+        "kl",
+        Outcome(p="> 0", q="subnormal"),
+        "exact term",
+        "a subnormal number is a number, not 0, so p_i·log(p_i/q_i) is large "
+        "(up to 745·p_i) but finite; flushing q_i to 0 would make KL +inf",
+        r"0 < q_i < 2^{-1022} < p_i \Rightarrow p_i \log\frac{p_i}{q_i} < \infty",
+    ),
+    SpecialCase(
+        "kl.special.tiny_q",
+        "kl",
+        Outcome(p="> 0", q="< 1e-7"),
+        "exact term",
+        "p_i·log(p_i/q_i) of the value as given; clipping q at an epsilon (keras clips at "
+        "1e-7) replaces it by a smaller term",
+        r"2^{-1022} \le q_i < 10^{-7} \Rightarrow p_i \log\frac{p_i}{q_i}\ \text{exactly}",
     ),
 )

@@ -95,6 +95,7 @@ __all__ = [
     "Case",
     "batched_pairs",
     "build_case",
+    "clean_pairs",
     "distributions",
     "near_equal_pairs",
     "pairs",
@@ -731,6 +732,29 @@ def pairs(min_size: int = 1, max_size: int | None = None) -> st.SearchStrategy[C
     """
     _check_sizes(min_size, max_size)
     return _pairs(min_size=min_size, max_size=max_size)
+
+
+#: Regimes without a hazard of klspec.spec.hazards (no zeros, subnormal or tiny entries).
+_CLEAN = ("generic", "uniform", "size1")
+
+
+@_public_name("clean_pairs")
+def _clean_pairs(draw, *, min_size: int = 1, max_size: int = SMALL_MAX) -> Case:
+    lo, hi = _check_sizes(min_size, max_size, default_max=SMALL_MAX)
+    return _drawn(draw, _mix("pq", _CLEAN, lo, min(hi, SMALL_MAX)))
+
+
+def clean_pairs(min_size: int = 1, max_size: int = SMALL_MAX) -> st.SearchStrategy[Case]:
+    """Pairs with no hazard at all: every entry of ``p`` and ``q`` at least 1e-3/n.
+
+    Tags ``generic``, ``uniform``/``uniform(p)`` and ``size1``, drawn element by
+    element on up to 32 outcomes. The base of the special-case inputs, which insert
+    the one condition their clause is about (:mod:`klspec.spec.hazards`).
+    """
+    _check_sizes(min_size, max_size, default_max=SMALL_MAX)
+    if max_size > SMALL_MAX:
+        raise InvalidArgument(f"max_size={max_size} must be <= {SMALL_MAX}")
+    return _clean_pairs(min_size=min_size, max_size=max_size)
 
 
 @_public_name("near_equal_pairs")

@@ -123,6 +123,16 @@ def epsilon_smoothing(p, q):
     return np.sum(P * np.log((P + eps) / (Q + eps)), axis=-1)
 
 
+def flushes_subnormals(p, q):
+    """What jax does on the CPU: subnormal inputs are read as 0 (here only q's)."""
+    return textbook_kl(p, np.where(q < np.finfo(np.float64).tiny, 0.0, q))
+
+
+def clips_q_at_1e_7(p, q):
+    """q clipped to [1e-7, 1] before the formula (keras clips both; here q alone)."""
+    return textbook_kl(p, np.clip(q, 1e-7, 1.0))
+
+
 def symmetrised(p, q):
     return 0.5 * (textbook_kl(p, q) + textbook_kl(q, p))
 
@@ -277,6 +287,8 @@ SIGN_ERROR = _kl(sign_error)
 FLOAT32 = _kl(in_float32)
 KERAS = _kl(keras_clipping)
 EPSILON = _kl(epsilon_smoothing)
+FLUSHES_SUBNORMALS = _kl(flushes_subnormals)
+CLIPS_Q = _kl(clips_q_at_1e_7)
 SYMMETRISED = _kl(symmetrised)
 BIASED = _kl(relative_bias_1e_9)
 UNNORMALISED = _kl(unnormalised_with_1e_9_bias)
@@ -328,6 +340,8 @@ BROKEN: dict[str, tuple[Implementation, ...]] = {
     "kl.special.p_zero": (NO_ZERO_GUARD,),
     "kl.special.q_zero": (KERAS, EPSILON),
     "kl.special.both_zero": (NO_ZERO_GUARD,),
+    "kl.special.subnormal_q": (FLUSHES_SUBNORMALS, NO_ZERO_GUARD),
+    "kl.special.tiny_q": (CLIPS_Q, KERAS, EPSILON),
     "example.weather.forward": (SWAPPED, LOG2),
     "example.weather.reverse": (SWAPPED, LOG2),
     "example.coin_flips": (LAPLACE,),

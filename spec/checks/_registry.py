@@ -40,6 +40,9 @@ class Check:
     prop: Property
     #: A cap on the examples per run, for checks whose oracle is costly (quadrature).
     max_examples: int | None = None
+    #: The hazard (klspec.spec.hazards) the check is about, drawn on purpose: a root-cause
+    #: analysis removes the others, never this one.
+    hazard: str | None = None
 
     def search_strategy(self) -> st.SearchStrategy | None:
         """The strategy, built if it was given as a factory."""
@@ -79,13 +82,15 @@ def check(
     name: str | None = None,
     strategy: StrategySource = None,
     max_examples: int | None = None,
+    hazard: str | None = None,
 ) -> Callable[[Property], Property]:
     """Register the decorated property as one check per input, named ``clause_id[label]``.
 
     ``on`` maps labels to strategies. Without it there is one check, named
     ``name`` (default: the clause id), drawing from ``strategy`` (default:
     none, a fixed input). ``max_examples`` caps the examples of a costly check
-    (its oracle integrates numerically, say), whatever the profile asks for.
+    (its oracle integrates numerically, say), whatever the profile asks for;
+    ``hazard`` names the hazard the check draws on purpose (a special case).
     """
 
     def register(prop: Property) -> Property:
@@ -96,7 +101,9 @@ def check(
             checks = {f"{clause_id}[{label}]": source for label, source in on.items()}
         for check_name, source in checks.items():
             REGISTERED.append(
-                Check(check_name, clause_id, frozenset(needs), source, checked, max_examples)
+                Check(
+                    check_name, clause_id, frozenset(needs), source, checked, max_examples, hazard
+                )
             )
         return prop
 

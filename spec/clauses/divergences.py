@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from klspec.spec.clauses._base import VALUE_TOLERANCE, Clause
 from klspec.spec.interface import DIVERGENCES
-from klspec.spec.special_cases import SPECIAL_CASES
+from klspec.spec.special_cases import SPECIAL_CASES, Outcome
 
 #: The divergences, which most clauses of this topic constrain together.
 QUANTITIES: tuple[str, ...] = DIVERGENCES
@@ -19,9 +19,16 @@ def _special_case_clauses() -> tuple[Clause, ...]:
             kind="special case",
             quantities=(row.quantity,),
             notes=(
-                f"Checked as `{row.id}` on drawn inputs with the condition imposed on one "
-                "outcome (or on the whole of p)."
-                + (f" {VALUE_TOLERANCE}" if row.result in ("term 0", "log n") else "")
+                f"Checked as `{row.id}`"
+                + (
+                    " on drawn inputs free of every other hazard (every entry of p and q at "
+                    "least 3e-6: no other zero, no subnormal, nothing below 1e-7) with one more "
+                    "outcome where the condition holds, so a failure is about this condition "
+                    "alone (klspec.spec.hazards)."
+                    if isinstance(row.condition, Outcome)
+                    else " on one-hot or uniform p of 1 to 10**5 outcomes."
+                )
+                + (f" {VALUE_TOLERANCE}" if row.result in ("term 0", "exact term", "log n") else "")
             ),
         )
         for row in SPECIAL_CASES
