@@ -169,7 +169,7 @@ COMMANDS: dict[
         conformance_commands.adapters,
     ),
     "matrix": (
-        "run every installed adapter and write the conformance matrix (docs/conformance.md)",
+        "run every installed adapter; write docs/conformance.md and docs/conformance.json",
         conformance_commands.add_matrix_arguments,
         conformance_commands.matrix,
     ),

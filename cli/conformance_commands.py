@@ -229,8 +229,8 @@ def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=Path("docs/conformance.md"),
         metavar="PATH",
-        help="the page to write (default docs/conformance.md); rows it has for adapters "
-        "not run now are kept",
+        help="the page to write (default docs/conformance.md), with its data beside it "
+        "(docs/conformance.json); rows the data has for adapters not run now are kept",
     )
     parser.add_argument(
         "--profile", choices=list(PROFILES), default="fast", help="default: fast (derandomized)"
@@ -248,18 +248,27 @@ def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def matrix(args: argparse.Namespace, out: TextIO) -> int:
-    """Run every installed adapter and write the conformance matrix page."""
+    """Run every installed adapter; write the page and its JSON twin beside it."""
+    import time
+
     from klspec.conformance import matrix as matrix_page
 
+    data_path = args.output.with_suffix(".json")
     previous = None
-    if args.output.exists():
-        previous = matrix_page.read(args.output.read_text(encoding="utf-8"))
+    if data_path.exists():
+        previous = matrix_page.from_json(data_path.read_text(encoding="utf-8"))
     if previous is not None and previous.get("profile") != args.profile:
         previous = None  # rows from another profile would be mislabelled: run them all
+    start = time.perf_counter()
 
     def progress(row) -> None:
-        failed = [c for c, cell in row["clauses"].items() if cell["verdict"] == "fail"]
-        out.write(f"{row['target']}: {len(failed)} required clauses failed\n")
+        cells = row["clauses"].values()
+        failed = sum(cell["status"] == "fail" for cell in cells)
+        found = len(matrix_page.findings(row))
+        out.write(
+            f"{row['target']}: {failed} required clauses failed, {found} findings "
+            f"({time.perf_counter() - start:.0f} s)\n"
+        )
         out.flush()
 
     data = matrix_page.collect(
@@ -273,6 +282,7 @@ def matrix(args: argparse.Namespace, out: TextIO) -> int:
         if row.get("skipped") or row.get("kept"):
             out.write(f"{row['target']}: {row.get('skipped') or row.get('kept')}\n")
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    data_path.write_text(matrix_page.to_json(data), encoding="utf-8")
     args.output.write_text(matrix_page.render(data), encoding="utf-8")
-    out.write(f"wrote {args.output}\n")
+    out.write(f"wrote {args.output} and {data_path} in {time.perf_counter() - start:.0f} s\n")
     return 0

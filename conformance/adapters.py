@@ -30,6 +30,13 @@ from typing import Any
 
 import numpy as np
 
+from klspec.conformance.conventions import (
+    FLOAT32,
+    GENERALISED,
+    MEAN_OVER_ELEMENTS,
+    UNNORMALISED,
+    clipped,
+)
 from klspec.conformance.signatures import wrap
 from klspec.spec.interface import Implementation
 
@@ -77,6 +84,18 @@ def library_versions(libraries: tuple[str, ...]) -> dict[str, str]:
             found[lib] = importlib.metadata.version(lib)
     return found
 
+
+#: torch.distributions takes logits as log(probs clamped to [eps, 1 − eps]) and keeps the
+#: terms of zeros exact (0 where p_i = 0, inf where q_i = 0 < p_i).
+TORCH_EPS_CLAMP = clipped(
+    float(np.finfo(np.float64).eps),
+    1 - float(np.finfo(np.float64).eps),
+    "torch.distributions",
+    zeros=False,
+    normalise=True,
+)
+#: keras clips both arguments, zeros included, to [epsilon, 1] (epsilon = 1e-7).
+KERAS_CLIP = clipped(1e-7, 1.0, "keras")
 
 #: Adapter name -> adapter, in the order ``klspec adapters`` and the matrix list them.
 ADAPTERS: dict[str, Adapter] = {}
@@ -131,6 +150,7 @@ def numpy_textbook() -> Implementation:
         cross_entropy=_quiet(cross_entropy),
         capabilities=frozenset({"batched"}),
         description="sum(p * log(p / q)) in numpy, literally",
+        conventions=(UNNORMALISED,),
     )
 
 
@@ -152,6 +172,7 @@ def scipy_rel_entr() -> Implementation:
         kl=lambda p, q: scipy.special.rel_entr(p, q).sum(axis=-1),
         capabilities=frozenset({"batched"}),
         description="scipy.special.rel_entr(p, q).sum(axis=-1)",
+        conventions=(UNNORMALISED,),
     )
 
 
@@ -174,6 +195,7 @@ def scipy_kl_div() -> Implementation:
         kl=lambda p, q: scipy.special.kl_div(p, q).sum(axis=-1),
         capabilities=frozenset({"batched"}),
         description="scipy.special.kl_div(p, q).sum(axis=-1)",
+        conventions=(GENERALISED,),
     )
 
 
@@ -242,6 +264,7 @@ def torch_kl_div_sum() -> Implementation:
         signature="f(log_q, p)",
         array="torch",
         description="F.kl_div(log q, p, reduction='sum')",
+        conventions=(UNNORMALISED,),
     )
 
 
@@ -264,6 +287,7 @@ def torch_kl_div_batchmean() -> Implementation:
         signature="f(log_q, p)",
         array="torch",
         description="F.kl_div(log q[None], p[None], reduction='batchmean')",
+        conventions=(UNNORMALISED,),
     )
 
 
@@ -287,6 +311,7 @@ def torch_kl_div_mean() -> Implementation:
         signature="f(log_q, p)",
         array="torch",
         description="F.kl_div(log q, p) (reduction='mean', the default)",
+        conventions=(MEAN_OVER_ELEMENTS,),
     )
 
 
@@ -306,6 +331,7 @@ def torch_kl_div_log_target() -> Implementation:
         signature="f(log_q, log_p)",
         array="torch",
         description="F.kl_div(log q, log p, reduction='sum', log_target=True)",
+        conventions=(UNNORMALISED,),
     )
 
 
@@ -365,6 +391,7 @@ def torch_kl_div_logits_float32() -> Implementation:
             "F.kl_div(log_softmax(b), log_softmax(a), reduction='none', log_target=True)"
             ".sum(-1), float32"
         ),
+        conventions=(FLOAT32,),
     )
 
 
@@ -411,6 +438,7 @@ def torch_distributions() -> Implementation:
         entropy=to_torch(entropy),
         capabilities=frozenset({"batched"}),
         description="kl_divergence(Categorical(probs=p), Categorical(probs=q))",
+        conventions=(TORCH_EPS_CLAMP,),
     )
 
 
@@ -437,6 +465,7 @@ def jax_rel_entr() -> Implementation:
         array="jax",
         batched=True,
         description="jax.scipy.special.rel_entr(p, q).sum(axis=-1), float64",
+        conventions=(UNNORMALISED,),
     )
 
 
@@ -469,6 +498,7 @@ def optax_kl_divergence() -> Implementation:
         array="jax",
         batched=True,
         description="optax.losses.kl_divergence(log q, p), float64",
+        conventions=(UNNORMALISED,),
     )
 
 
@@ -490,6 +520,7 @@ def optax_kl_divergence_with_log_targets() -> Implementation:
         array="jax",
         batched=True,
         description="optax.losses.kl_divergence_with_log_targets(log q, log p), float64",
+        conventions=(UNNORMALISED,),
     )
 
 
@@ -549,4 +580,5 @@ def keras_kl_divergence() -> Implementation:
         array="jax",
         batched=True,
         description=f"keras.losses.kl_divergence(p, q), backend {keras.backend.backend()}",
+        conventions=(KERAS_CLIP,),
     )

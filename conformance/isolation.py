@@ -184,8 +184,15 @@ def _run_guarded(
     seed: int | None,
     shrink_limit: int | None,
     on_case: Callable[[Any], None] | None = None,
+    analyse: bool = False,
+    on_failure: Callable[[Any], None] | None = None,
 ):
-    """Run one check with the guard in place; a timeout ends it with a failure on that input."""
+    """Run one check with the guard in place; a timeout ends it with a failure on that input.
+
+    With ``analyse``, a failure gets its cause (:mod:`klspec.conformance.causes`),
+    found through the same guard; ``on_failure`` receives the result first, so that
+    a crash during the analysis cannot lose it.
+    """
     from klspec.conformance.runner import CheckResult, reproduction, run_check
 
     guard.timed_out, guard.expired = False, None
@@ -213,8 +220,27 @@ def _run_guarded(
             counterexample="" if case is None else repr(case),
             reproduce=reproduction(check.name, impl, case),
             case=case,
+            symptom="no_result",
         )
-    return dataclasses.replace(result, check=check)
+    result = dataclasses.replace(result, check=check)
+    if analyse and result.status == "fail":
+        if on_failure is not None:
+            on_failure(result)
+        result = dataclasses.replace(result, cause=_cause(check, impl, guard, result))
+    return result
+
+
+def _cause(check: Check, impl: Implementation, guard: _Guard, result: Any) -> Any:
+    """The failure's cause, replayed through the guard; None if the analysis itself broke."""
+    from klspec.conformance.causes import analyse
+
+    guard.timed_out, guard.expired = False, None
+    try:
+        return analyse(check, guard.wrap(impl), result.case, result.symptom, result.message)
+    except _StopCheck:
+        return None
+    except Exception:  # an analysis that cannot finish says nothing, rather than something wrong
+        return None
 
 
 def run_checks(
@@ -226,13 +252,14 @@ def run_checks(
     timeout: float | None = DEFAULT_TIMEOUT,
     isolate: bool = True,
     shrink_limit: int | None = None,
+    analyse: bool = False,
 ) -> Iterator[Any]:
     """Run ``checks`` against ``impl``, yielding each CheckResult in order as it completes.
 
     ``timeout`` is per call of the implementation (None: no limit). With
     ``isolate`` (ignored where fork does not exist) the checks run in a forked
     worker, so a crash or a hang the alarm cannot break fails one check and the
-    run goes on.
+    run goes on. With ``analyse`` each failure gets its cause.
     """
     from klspec.conformance.runner import CheckResult
 
@@ -245,7 +272,7 @@ def run_checks(
         else:
             runnable.append(check)
     if isolate and can_isolate():
-        yield from _isolated(impl, runnable, (settings, seed, shrink_limit), timeout)
+        yield from _isolated(impl, runnable, (settings, seed, shrink_limit), timeout, analyse)
         return
     guard = _Guard(timeout, _Clock(shared=False))
     with guard.alarms():
@@ -253,7 +280,7 @@ def run_checks(
             if isinstance(item, CheckResult):
                 yield item
             else:
-                yield _run_guarded(item, impl, guard, settings, seed, shrink_limit)
+                yield _run_guarded(item, impl, guard, settings, seed, shrink_limit, analyse=analyse)
 
 
 # --- the worker process ------------------------------------------------------------
@@ -272,8 +299,12 @@ def _wire(result: Any) -> dict[str, Any]:
     return fields
 
 
-def _worker(conn, impl, checks, search, timeout, clock) -> None:
-    """The body of a worker: run the checks, send ("case", case) per input and ("done", result)."""
+def _worker(conn, impl, checks, search, timeout, clock, analyse) -> None:
+    """The body of a worker: run the checks, send ("case", case) per input and ("done", result).
+
+    A failure is sent as ("failed", result) before its cause is analysed, then again
+    with the cause as ("done", result).
+    """
     try:
         # A crash is reported as a failure with its input; a faulthandler traceback of
         # the worker (pytest enables it) would only bury that report.
@@ -289,7 +320,15 @@ def _worker(conn, impl, checks, search, timeout, clock) -> None:
         with guard.alarms():
             for check in checks:
                 conn.send(("start", check.name))
-                result = _run_guarded(check, impl, guard, *search, on_case)
+                result = _run_guarded(
+                    check,
+                    impl,
+                    guard,
+                    *search,
+                    on_case,
+                    analyse=analyse,
+                    on_failure=lambda r: conn.send(("failed", _wire(r))),
+                )
                 conn.send(("done", _wire(result)))
     except BaseException as exc:  # report, then leave without running the parent's atexit
         with contextlib.suppress(Exception):
@@ -300,7 +339,7 @@ def _worker(conn, impl, checks, search, timeout, clock) -> None:
         os._exit(0)
 
 
-def _isolated(impl, items, search, timeout) -> Iterator[Any]:
+def _isolated(impl, items, search, timeout, analyse=False) -> Iterator[Any]:
     from klspec.conformance.runner import CheckResult
 
     position = 0
@@ -314,13 +353,13 @@ def _isolated(impl, items, search, timeout) -> Iterator[Any]:
             if isinstance(item, CheckResult):
                 break
             batch.append(item)
-        for result in _one_worker(impl, batch, search, timeout):
+        for result in _one_worker(impl, batch, search, timeout, analyse):
             yield result
             position += 1
         # A worker that died before finishing its batch is replaced by the loop.
 
 
-def _one_worker(impl, checks, search, timeout) -> Iterator[Any]:
+def _one_worker(impl, checks, search, timeout, analyse=False) -> Iterator[Any]:
     """Run ``checks`` in one forked worker; yield their results until they are done or it dies."""
     from klspec.conformance.runner import CheckResult, reproduction
 
@@ -330,13 +369,14 @@ def _one_worker(impl, checks, search, timeout) -> Iterator[Any]:
     receive, send = ctx.Pipe(duplex=False)
     process = ctx.Process(
         target=_worker,
-        args=(send, impl, checks, search, timeout, clock),
+        args=(send, impl, checks, search, timeout, clock, analyse),
         daemon=True,
     )
     process.start()
     send.close()
     by_name = {c.name: c for c in checks}
     current: Check | None = None
+    pending: Any = None  # a failure whose cause is being analysed
     done = 0
     case: Any = None
     started = time.perf_counter()
@@ -352,9 +392,11 @@ def _one_worker(impl, checks, search, timeout) -> Iterator[Any]:
                     current, case, started = by_name[payload], None, time.perf_counter()
                 elif kind == "case":
                     case = payload
+                elif kind == "failed":
+                    pending = CheckResult(current, **payload)
                 elif kind == "done":
                     yield CheckResult(current, **payload)
-                    current, done = None, done + 1
+                    current, done, pending = None, done + 1, None
                 elif kind == "broken":
                     what = f"the worker running the check failed ({payload})"
                     break
@@ -376,7 +418,11 @@ def _one_worker(impl, checks, search, timeout) -> Iterator[Any]:
         receive.close()
     if done == len(checks):
         return
+    if pending is not None:  # it died analysing a failure: the failure stands, without a cause
+        yield pending
+        return
     check = current or checks[done]
+    symptom = "no_result" if what else "crash"
     if not what:
         death = _death(process.exitcode)
         what = (
@@ -392,6 +438,7 @@ def _one_worker(impl, checks, search, timeout) -> Iterator[Any]:
         counterexample="" if case is None else repr(case),
         reproduce=reproduction(check.name, impl, case),
         case=case,
+        symptom=symptom,
     )
 
 

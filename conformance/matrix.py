@@ -1,12 +1,16 @@
-"""The conformance matrix: every built-in adapter against every clause, as docs/conformance.md.
+"""The conformance matrix: every built-in adapter against every clause.
 
 :func:`collect` runs the adapters (:mod:`klspec.conformance.adapters`) with a
-derandomized profile and returns plain data; :func:`render` turns that data
-into the page: a table with a row per implementation and a column per clause,
-each failing cell linking to its counterexample and explanation further down.
-The data is embedded in the page (an HTML comment at the end), so that
+derandomized profile and returns plain data, which ``klspec matrix`` writes as
+docs/conformance.json (:func:`to_json`: for every adapter, every clause id with its
+status — ``pass``, ``fail``, ``advisory`` or ``n/a`` — and its root cause, and the
+failures behind it; what tools read) and renders as docs/conformance.md
+(:func:`render`): a summary per topic — each implementation with the clauses it
+fails, by name, grouped by root cause — then the findings, one per bug and
+library, with the clauses it breaks, a counterexample and a line to reproduce it.
+The page is rendered from the JSON alone, so that
 
-* the page can be checked against its own data (nothing edited by hand),
+* the page can be checked against its data (nothing edited by hand),
 * a run where some library is missing keeps that adapter's earlier results,
   marked with the versions that produced them, instead of dropping them — the
   page is the same whichever optional libraries are installed, and says which
@@ -35,8 +39,8 @@ from klspec.spec.interface import TOPICS
 
 #: Libraries whose versions decide every row (the search and the oracle).
 ENVIRONMENT = ("hypothesis", "numpy", "mpmath", "scipy")
-_DATA = re.compile(r"<!-- klspec-matrix-data\n(.*)\n-->\n\Z", re.DOTALL)
-_MARK = {"pass": "✓", "fail": "✗", "advisory": "⚠", "xfail": "✗", "skip": "–"}
+#: How a clause's verdict is published: the statuses of docs/conformance.json.
+STATUS = {"pass": "pass", "fail": "fail", "advisory": "advisory", "xfail": "fail", "skip": "n/a"}
 
 
 #: Where the modules deciding a row's results are found: what these import, transitively.
@@ -148,7 +152,8 @@ def collect(
             "description": impl.description,
             "libraries": adapter.versions() if adapter else library_versions(("numpy",)),
             "sources": fingerprint(),
-            "clauses": {c.clause.id: _clause_cell(c) for c in report.clauses},
+            "conventions": [c.words for c in impl.conventions],
+            "clauses": {c.clause.id: clause_cell(c) for c in report.clauses},
         }
         rows.append(row)
         if on_row is not None:
@@ -163,53 +168,153 @@ def collect(
     }
 
 
-def _clause_cell(result: Any) -> dict[str, Any]:
-    cell: dict[str, Any] = {"verdict": result.verdict}
-    if result.verdict == "skip":
-        cell["reason"] = result.results[0].reason
+def clause_cell(result: Any) -> dict[str, Any]:
+    """One clause of one implementation: its status, its root cause(s) and the failures."""
+    status = STATUS[result.verdict]
+    cell: dict[str, Any] = {"status": status}
+    if status == "n/a":
+        cell["reason"] = result.results[0].reason if result.results else ""
     if result.failures:
+        causes = [_cause_of(r) for r in result.failures]
+        cell["cause"] = "; ".join(dict.fromkeys(c["text"] for c in causes))
+        cell["by_convention"] = all(c["by_convention"] for c in causes)
         cell["failures"] = [
             {
                 "check": r.check.name,
                 "message": r.message,
+                "cause": cause["text"],
+                "finding": cause["title"],
+                "cause_key": cause["key"],
+                "by_convention": cause["by_convention"],
                 "counterexample": r.counterexample,
                 "reproduce": r.reproduce,
             }
-            for r in result.failures
+            for r, cause in zip(result.failures, causes, strict=True)
         ]
     return cell
+
+
+def _cause_of(result: Any) -> dict[str, Any]:
+    cause = result.cause
+    if cause is None:  # not analysed (the analysis broke, or the check could not run)
+        text = result.message.rsplit(" [", 1)[0] if result.status == "fail" else result.message
+        return {"text": text, "title": text, "key": ["message", text], "by_convention": False}
+    return {
+        "text": cause.text,
+        "title": cause.title,
+        "key": [_plain(k) for k in cause.key],
+        "by_convention": cause.by_convention,
+    }
+
+
+def _plain(x: Any) -> Any:
+    return list(x) if isinstance(x, tuple) else x
+
+
+# --- findings: one per bug and implementation ----------------------------------------------
+
+
+def findings(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The row's failures grouped by root cause: one finding per cause, with its clauses.
+
+    In catalog order of the first clause each breaks; each finding keeps the failures
+    that show it, the one on the clause about its own hazard first (the most direct
+    counterexample).
+    """
+    groups: dict[str, dict[str, Any]] = {}
+    for c in CATALOG:
+        cell = row["clauses"].get(c.id, {})
+        for failure in cell.get("failures", ()):
+            key = json.dumps(failure["cause_key"])
+            group = groups.setdefault(
+                key,
+                {
+                    "cause": failure["finding"],
+                    "by_convention": failure["by_convention"],
+                    "clauses": [],
+                    "failures": [],
+                },
+            )
+            if c.id not in group["clauses"]:
+                group["clauses"].append(c.id)
+            group["failures"].append({"clause": c.id, "level": c.level, **failure})
+    out = list(groups.values())
+    for number, finding in enumerate(out, 1):
+        finding["number"] = number
+        finding["required"] = any(f["level"] == "required" for f in finding["failures"])
+        special = [f for f in finding["failures"] if ".special." in f["clause"]]
+        finding["example"] = (special or finding["failures"])[0]
+    return out
+
+
+# --- docs/conformance.json ----------------------------------------------------------------
+
+
+def to_json(data: dict[str, Any]) -> str:
+    """docs/conformance.json: the matrix data, findings included (deterministic text)."""
+    from klspec import __version__
+
+    out = {
+        "klspec": __version__,
+        "profile": data["profile"],
+        "max_examples": data["max_examples"],
+        "timeout": data["timeout"],
+        "environment": data["environment"],
+        "statuses": {
+            "pass": "meets the clause",
+            "fail": "fails a required clause",
+            "advisory": "misses an advisory clause (reported, does not fail a run)",
+            "n/a": "not applicable: the implementation lacks what the clause needs",
+        },
+        "rows": data["rows"],
+    }
+    return json.dumps(out, indent=1, ensure_ascii=False, sort_keys=True, allow_nan=False) + "\n"
+
+
+def from_json(text: str) -> dict[str, Any]:
+    """The matrix data of a docs/conformance.json."""
+    return json.loads(text)
 
 
 # --- the page ---------------------------------------------------------------------------------
 
 
 def _anchor(*parts: str) -> str:
-    return "-".join(re.sub(r"[^a-z0-9]+", "-", p.lower()).strip("-") for p in parts)
+    return "-".join(re.sub(r"[^a-z0-9]+", "-", str(p).lower()).strip("-") for p in parts)
 
 
 def render(data: dict[str, Any]) -> str:
     """The markdown page for the matrix data (deterministic: same data, same text)."""
     rows = data["rows"]
     ran = [r for r in rows if r.get("clauses")]
+    found = {r["target"]: findings(r) for r in ran}
     lines = [
         "# Conformance matrix",
         "",
-        "<!-- Generated by `klspec matrix` from the data at the end of this page; do not edit. -->",
+        "<!-- Generated by `klspec matrix` from docs/conformance.json; do not edit. -->",
         "",
         "Every built-in adapter (`klspec adapters`) checked against every clause of the spec "
         f"(`klspec list`) with the `{data['profile']}` profile ({data['max_examples']} "
         "derandomized examples per check, shrinking limited), each call limited to "
-        f"{data['timeout']:g} s. Environment: " + _versions(data["environment"]) + ".",
+        f"{data['timeout']:g} s. Environment: " + _versions(data["environment"]) + ". "
+        "The same data, for tools: [conformance.json](conformance.json).",
+        "",
+        "Each failure is replayed to find its root cause: the shrunk counterexample is "
+        "tried with each hazard (a zero, a subnormal or tiny entry) removed, so a failure "
+        "is blamed on the condition it needs; a value that is exactly what a documented "
+        "convention of the library gives (no normalisation, a clip, a reduction, float32) "
+        "is reported as that convention, not as inaccuracy. One bug is one finding, "
+        "listed once per implementation with the clauses it breaks.",
         "",
         "✓ passes · ✗ fails a required clause · ⚠ misses an advisory clause (reported, "
         "does not fail a run) · – not applicable (the implementation lacks what the clause "
-        "needs). Each ✗ and ⚠ links to the counterexample and the explanation below. "
-        "Reproduce any row with `klspec check TARGET`. One table per topic of the catalog, "
-        "with the implementations that have something in it (the reference has everything).",
+        "needs).",
+        "",
+        "## Summary",
         "",
     ]
     for topic in TOPICS:
-        lines += _topic_table(topic, ran)
+        lines += _topic_summary(topic, ran, found)
     not_run = [r for r in rows if not r.get("clauses")]
     kept = [r for r in ran if r.get("kept")]
     if not_run or kept:
@@ -224,48 +329,57 @@ def render(data: dict[str, Any]) -> str:
         lines.append("")
     lines += ["## Findings", ""]
     for row in ran:
-        lines += _findings(row)
-    lines.append(_embedded(data))
-    return "\n".join(lines)
+        lines += _findings_section(row, found[row["target"]])
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def _topic_table(topic: Any, ran: list[dict[str, Any]]) -> list[str]:
-    """One topic's table: its clauses as columns, the rows for which one of them applies."""
-    columns = [
-        c.id for c in CATALOG if c.topic == topic.key and any(c.id in r["clauses"] for r in ran)
-    ]
+def _topic_summary(topic: Any, ran: list[dict[str, Any]], found: dict[str, Any]) -> list[str]:
+    """One topic: a row per implementation with something in it, its counts and failures."""
+    ids = [c.id for c in CATALOG if c.topic == topic.key]
     rows = [
         r
         for r in ran
-        if any(r["clauses"].get(cid, {"verdict": "skip"})["verdict"] != "skip" for cid in columns)
         # inputs.unmodified runs for every function: alone it does not put a row in a topic
-        and any(
-            r["clauses"].get(cid, {"verdict": "skip"})["verdict"] != "skip"
-            for cid in columns
+        if any(
+            r["clauses"].get(cid, {}).get("status", "n/a") != "n/a"
+            for cid in ids
             if cid != "inputs.unmodified"
         )
     ]
-    if not columns or not rows:
+    if not rows:
         return []
-    title = topic.title
-    lines = [f"## {title}", ""]
-    lines.append("| implementation | " + " | ".join(f"`{c}`" for c in columns) + " |")
-    lines.append("|---|" + "---|" * len(columns))
+    lines = [
+        f"### {topic.title}",
+        "",
+        f"{len(ids)} clauses ([catalog](index.md#{_anchor(topic.title)})).",
+        "",
+        "| implementation | ✓ | ✗ | ⚠ | – | what fails, and why |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in rows:
-        cells = []
-        for cid in columns:
-            cell = row["clauses"].get(cid, {"verdict": "skip"})
-            mark = _MARK[cell["verdict"]]
-            if cell.get("failures"):
-                mark = f"[{mark}](#{_anchor(row['target'], cid)})"
-            cells.append(mark)
-        lines.append(
-            f"| [`{row['target']}`](#{_anchor(row['target'])}) | " + " | ".join(cells) + " |"
-        )
+        cells = [row["clauses"].get(cid, {"status": "n/a"}) for cid in ids]
+        counts = [sum(c["status"] == s for c in cells) for s in ("pass", "fail", "advisory", "n/a")]
+        why = []
+        for finding in found[row["target"]]:
+            mine = [cid for cid in finding["clauses"] if cid in ids]
+            if not mine:
+                continue
+            link = (
+                f"[{_cell(_short(finding['cause']))}](#{_anchor(row['target'], finding['number'])})"
+            )
+            why.append(f"{link}: " + ", ".join(_clause_ref(cid, row) for cid in mine))
+        target = f"[`{row['target']}`](#{_anchor(row['target'])})"
+        what = "<br>".join(why) or "meets every clause"
+        lines.append(f"| {target} | {' | '.join(map(str, counts))} | {what} |")
     return [*lines, ""]
 
 
-def _findings(row: dict[str, Any]) -> list[str]:
+def _clause_ref(cid: str, row: dict[str, Any]) -> str:
+    mark = "⚠" if row["clauses"][cid]["status"] == "advisory" else "✗"
+    return f"{mark} `{cid}`"
+
+
+def _findings_section(row: dict[str, Any], found: list[dict[str, Any]]) -> list[str]:
     target = row["target"]
     versions = _versions(row["libraries"])
     lines = [f'<a id="{_anchor(target)}"></a>', "", f"### `{target}`", ""]
@@ -274,42 +388,57 @@ def _findings(row: dict[str, Any]) -> list[str]:
     if conventions:
         lines += ["> " + line if line else ">" for line in conventions.splitlines()]
         lines.append("")
-    cells = row["clauses"]
-    failing = [(c.id, cells[c.id]) for c in CATALOG if cells.get(c.id, {}).get("failures")]
-    if not failing:
+    if not found:
         lines += ["Meets every clause it can be checked against.", ""]
-    for cid, cell in failing:
-        c = clause(cid)
-        level = "advisory, reported only" if cell["verdict"] == "advisory" else "required"
+    for finding in found:
+        level = "" if finding["required"] else " (advisory clauses only)"
         lines += [
-            f'<a id="{_anchor(target, cid)}"></a>',
+            f'<a id="{_anchor(target, finding["number"])}"></a>',
             "",
-            f"#### `{target}` · `{cid}` ({level})",
-            "",
-            f"**Clause:** {c.statement}",
+            f"#### {finding['number']}. {_capital(_short(finding['cause']))}{level}",
             "",
         ]
-        if c.notes:
-            lines += [f"**How it is checked:** {c.notes}", ""]
-        for f in cell["failures"]:
-            lines += [f"- `{f['check']}`: {f['message']}", ""]
-            if f["counterexample"]:
-                lines += ["  ```text", f"  {f['counterexample']}", "  ```", ""]
-            if f["reproduce"]:
-                lines += ["  ```sh", f"  {f['reproduce']}", "  ```", ""]
+        if _short(finding["cause"]) != finding["cause"]:
+            lines += [_capital(finding["cause"]) + ".", ""]
+        lines += [
+            "Breaks: "
+            + ", ".join(
+                f"[`{cid}`](index.md#{_anchor(cid)})"
+                + ("" if clause(cid).level == "required" else " (advisory)")
+                for cid in finding["clauses"]
+            )
+            + ".",
+            "",
+        ]
+        example = finding["example"]
+        lines += [f"For example `{example['check']}`: {example['message']}", ""]
+        if example["counterexample"]:
+            lines += ["```text", example["counterexample"], "```", ""]
+        if example["reproduce"]:
+            lines += ["```sh", example["reproduce"], "```", ""]
+        others = [f for f in finding["failures"] if f is not example]
+        if others:
+            lines += ["<details><summary>The other failures with this cause</summary>", ""]
+            for f in others:
+                lines += [f"- `{f['check']}`: {f['message']}", ""]
+                if f["reproduce"]:
+                    lines += ["  ```sh", f"  {f['reproduce']}", "  ```", ""]
+            lines += ["</details>", ""]
     return lines
+
+
+def _short(text: str) -> str:
+    """A cause's headline: up to its first colon ("by its documented convention, it ...")."""
+    return text.split(": ", 1)[0]
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 def _versions(libraries: dict[str, str]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(libraries.items()))
-
-
-def _embedded(data: dict[str, Any]) -> str:
-    text = json.dumps(data, indent=1, ensure_ascii=False, sort_keys=True, allow_nan=False)
-    return "<!-- klspec-matrix-data\n" + text.replace("-->", "--\\u003e") + "\n-->\n"
-
-
-def read(page: str) -> dict[str, Any] | None:
-    """The data embedded in a rendered page, or None if there is none."""
-    found = _DATA.search(page)
-    return json.loads(found.group(1)) if found else None

@@ -120,6 +120,7 @@ class _Target:
             seed=self.seed,
             timeout=self.timeout,
             shrink_limit=self.shrink_limit,
+            analyse=True,
         )
         return next(iter(results))
 
@@ -199,6 +200,8 @@ class CheckItem(pytest.Item):
                 f"{self.check.clause_id}: {clause(self.check.clause_id).statement}",
                 r.message,
             ]
+            if r.cause is not None:
+                lines.append(f"cause: {r.cause.text}")
             if r.counterexample:
                 lines.append(f"counterexample: {r.counterexample}")
             if r.reproduce:

@@ -45,6 +45,8 @@ def failure_text(result: ClauseResult) -> str:
     lines = [f"{STATUS[verdict]} {result.clause.id} ({why}): {result.clause.statement}"]
     for r in result.failures:
         lines.append(f"  {r.check.name}: {r.message}")
+        if r.cause is not None:
+            lines.append(f"    cause: {r.cause.text}")
         if r.counterexample:
             lines.append(f"    counterexample: {r.counterexample}")
         if r.reproduce:
@@ -165,6 +167,7 @@ def _clause_data(c: ClauseResult) -> dict[str, Any]:
         "examples": c.examples,
         "seconds": round(c.seconds, 3),
         "message": first.message if first else "",
+        "cause": cause_text(first),
         "counterexample": case_lists(first.case) if first else None,
         "reproduction": first.reproduce if first else "",
         "expected_reason": c.expected_reason,
@@ -174,6 +177,7 @@ def _clause_data(c: ClauseResult) -> dict[str, Any]:
                 "status": r.status,
                 "examples": r.examples,
                 "message": r.message,
+                "cause": cause_text(r),
                 "counterexample": case_lists(r.case),
                 "reproduction": r.reproduce,
                 "reason": r.reason,
@@ -181,6 +185,12 @@ def _clause_data(c: ClauseResult) -> dict[str, Any]:
             for r in c.results
         ],
     }
+
+
+def cause_text(result: Any) -> str:
+    """A failure's root cause in words ("" when it has none: it passed, or was not analysed)."""
+    cause = getattr(result, "cause", None)
+    return cause.text if cause is not None else ""
 
 
 def case_lists(case: Any) -> dict[str, Any] | None:

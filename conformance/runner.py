@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import hypothesis
 from hypothesis import HealthCheck, Phase, given
-from hypothesis.errors import UnsatisfiedAssumption
+from hypothesis import strategies as st
 
 from klspec.spec import strategies
 from klspec.spec._assert import literal
@@ -71,7 +71,9 @@ class CheckResult:
     ``counterexample``, ``reproduce``, and the input itself as ``case``),
     ``"error"`` (the check itself could not run, e.g. its gate rejected every
     input) or ``"skip"`` (``reason``). ``examples`` counts inputs that passed
-    before any failure.
+    before any failure. A failure's ``symptom`` says what kind it is (a key of
+    :data:`klspec.spec._assert.SYMPTOMS`), and its ``cause``
+    (:class:`klspec.conformance.causes.Cause`, when the run analysed it) why.
     """
 
     check: Check
@@ -83,6 +85,8 @@ class CheckResult:
     reproduce: str = ""
     reason: str = ""
     case: Any = None
+    symptom: str = ""
+    cause: Any = None
 
 
 #: How a clause's result counts: "advisory" is an advisory clause not met, "xfail" a
@@ -261,6 +265,7 @@ def run_check(
             counterexample="" if trace.last is None else repr(trace.last),
             reproduce=reproduction(check.name, impl, trace.last),
             case=trace.last,
+            symptom=getattr(exc, "symptom", "violation"),
         )
     except Exception as exc:
         return CheckResult(
@@ -349,13 +354,43 @@ def replay(
         case = strategies.Case(**arrays)
     if case is None and check.strategy is not None:
         raise TypeError(f"{check_name} draws its input: pass it as p=..., q=... (or case=...)")
-    try:
-        check.prop(impl, case)
-    except UnsatisfiedAssumption:
+    outcome, failure = run_once(check, impl, case)
+    if outcome == "fail":
+        raise failure
+    if outcome == "rejected":
         raise ValueError(
             f"{check_name} does not judge this input: its gate rejects it (see the check's docs)"
-        ) from None
+        )
     print(f"{check_name}: {impl.name} passes on this input")
+
+
+def run_once(check: Check, impl: Implementation, case: Any) -> tuple[str, AssertionError | None]:
+    """Run a check's property on one input, inside hypothesis (its gates need that).
+
+    Returns ``("pass", None)``, ``("fail", the AssertionError)`` or ``("rejected",
+    None)`` when the check's gate (``assume``) refuses the input. Anything else the
+    property raises propagates.
+    """
+    state: dict[str, bool] = {}
+
+    @hypothesis.settings(
+        max_examples=1,
+        database=None,
+        deadline=None,
+        phases=[Phase.explicit],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(st.none())
+    @hypothesis.example(None)
+    def once(_: None) -> None:
+        check.prop(impl, case)
+        state["finished"] = True
+
+    try:
+        once()
+    except AssertionError as exc:
+        return "fail", exc
+    return ("pass", None) if state.get("finished") else ("rejected", None)
 
 
 def run(
@@ -369,6 +404,7 @@ def run(
     timeout: float | None = None,
     isolate: bool = False,
     expected: Mapping[str, str] | None = None,
+    causes: bool = True,
 ) -> Report:
     """Run the checks of ``clauses`` (default: all, in catalog order) against ``impl``.
 
@@ -379,6 +415,7 @@ def run(
     as it completes. ``timeout`` limits each call of the implementation
     (seconds), and ``isolate`` runs the checks in a forked worker so that a
     crash fails a check instead of the run (:mod:`klspec.conformance.isolation`).
+    ``causes`` analyses each failure for its root cause (:mod:`klspec.conformance.causes`).
     ``expected`` maps clause ids or check names to the reason they are
     expected to fail (an xfail list).
     """
@@ -408,6 +445,7 @@ def run(
         timeout=timeout,
         isolate=isolate,
         shrink_limit=SHRINK_LIMITS.get(profile_name),
+        analyse=causes,
     )
     results = []
     with contextlib.closing(outcomes):  # stops a worker process if on_result raises

@@ -282,6 +282,7 @@ def wrap(
     array: str = "numpy",
     description: str = "",
     options: tuple[tuple[str, Any], ...] = (),
+    conventions: tuple[Any, ...] = (),
 ) -> Implementation:
     """An :class:`Implementation` of ``quantity`` that calls ``fn`` as ``signature`` says.
 
@@ -307,6 +308,7 @@ def wrap(
         capabilities=frozenset({"batched"} if batched else ()),
         description=description or call.__doc__,
         options=options,
+        conventions=conventions,
         **{field: call},
     )
 

@@ -37,12 +37,16 @@ def _mp(values: Iterable[float]) -> list[mpmath.mpf]:
     return [mpmath.mpf(float(v)) for v in values]
 
 
-def kl_exact(p: np.ndarray, q: np.ndarray) -> mpmath.mpf:
-    """KL(P‖Q) of the exactly normalised 1-D inputs; +inf if some q_i = 0 < p_i."""
+def kl_exact(p: np.ndarray, q: np.ndarray, *, normalise: bool = True) -> mpmath.mpf:
+    """KL(P‖Q) of the exactly normalised 1-D inputs; +inf if some q_i = 0 < p_i.
+
+    ``normalise=False``: the exact value of Σ p_i log(p_i/q_i) on the inputs as given
+    (what a formula that skips the normalisation computes, without its rounding).
+    """
     p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
     with mpmath.workdps(_digits(p, q)):
         P, Q = _mp(p), _mp(q)
-        sp, sq = mpmath.fsum(P), mpmath.fsum(Q)
+        sp, sq = (mpmath.fsum(P), mpmath.fsum(Q)) if normalise else (mpmath.mpf(1), mpmath.mpf(1))
         terms = []
         for a, b in zip(P, Q, strict=True):
             if a == 0:
@@ -53,18 +57,18 @@ def kl_exact(p: np.ndarray, q: np.ndarray) -> mpmath.mpf:
         return +mpmath.fsum(terms)
 
 
-def entropy_exact(p: np.ndarray) -> mpmath.mpf:
-    """H(P) of the exactly normalised 1-D input."""
+def entropy_exact(p: np.ndarray, *, normalise: bool = True) -> mpmath.mpf:
+    """H(P) of the exactly normalised 1-D input (``normalise=False``: −Σ p_i log p_i as given)."""
     p = np.asarray(p, dtype=np.float64)
     with mpmath.workdps(_digits(p)):
         P = _mp(p)
-        sp = mpmath.fsum(P)
+        sp = mpmath.fsum(P) if normalise else mpmath.mpf(1)
         return +(-mpmath.fsum(a / sp * mpmath.log(a / sp) for a in P if a > 0))
 
 
-def cross_entropy_exact(p: np.ndarray, q: np.ndarray) -> mpmath.mpf:
-    """H(P, Q) = H(P) + KL(P‖Q) of the exactly normalised 1-D inputs."""
-    return entropy_exact(p) + kl_exact(p, q)
+def cross_entropy_exact(p: np.ndarray, q: np.ndarray, *, normalise: bool = True) -> mpmath.mpf:
+    """H(P, Q) = H(P) + KL(P‖Q) of the exactly normalised 1-D inputs (or as given)."""
+    return entropy_exact(p, normalise=normalise) + kl_exact(p, q, normalise=normalise)
 
 
 def relative_error(value: float, exact: mpmath.mpf) -> float:

@@ -136,34 +136,44 @@ def test_jax_optax_keras_adapters_compute_in_float64_in_a_worker():
 
 # --- what the matrix shows, one clause at a time ------------------------------------------
 
+#: (adapter, clause, verdict, a part of the first failure's message, a part of its cause).
 FINDINGS = [
-    ("scipy.rel_entr", "kl.nonnegative", "fail", "but should be >= 0"),
-    ("scipy.rel_entr", "kl.definition", "pass", ""),
-    ("scipy.stats.entropy", "entropy.special.uniform", "pass", ""),
-    ("numpy.textbook", "kl.special.p_zero", "fail", "kl(p, q)=nan, but should be a number"),
-    ("torch.kl_div.sum", "kl.special.both_zero", "fail", "kl(p, q)=nan"),
-    ("torch.kl_div.mean", "example.weather.forward", "fail", "=0.0411"),
-    ("torch.kl_div.batchmean", "example.weather.forward", "pass", ""),
-    ("torch.kl_div.log_target", "kl.special.p_zero", "fail", "kl(p, q)=nan"),
-    ("torch.distributions", "entropy.special.one_hot", "fail", "=2.22"),
-    ("keras.kl_divergence", "kl.special.q_zero", "fail", "but should be +inf"),
-    ("jax.rel_entr", "kl.special.q_zero", "fail", "=0.0, but should be +inf"),
-    ("optax.kl_divergence_with_log_targets", "kl.special.p_zero", "fail", "=nan"),
+    ("scipy.rel_entr", "kl.nonnegative", "fail", "but should be >= 0", "does not normalise"),
+    ("scipy.rel_entr", "kl.definition", "pass", "", ""),
+    ("scipy.stats.entropy", "entropy.special.uniform", "pass", "", ""),
+    ("numpy.textbook", "kl.special.p_zero", "fail", "kl(p, q)=nan", "NaN where p_i = 0 < q_i"),
+    ("numpy.textbook", "kl.special.subnormal_q", "fail", "kl(p, q)=inf", "an entry is subnormal"),
+    ("torch.kl_div.sum", "kl.special.both_zero", "fail", "kl(p, q)=nan", "p_i = q_i = 0"),
+    ("torch.kl_div.sum", "kl.special.p_zero", "pass", "", ""),
+    ("torch.kl_div.sum", "kl.special.q_zero", "pass", "", ""),
+    ("torch.kl_div.sum", "inputs.unmodified", "pass", "", ""),
+    ("torch.kl_div.mean", "example.weather.forward", "fail", "=0.0411", "reduction='mean'"),
+    ("torch.kl_div.batchmean", "example.weather.forward", "pass", "", ""),
+    ("torch.kl_div.log_target", "kl.special.p_zero", "fail", "kl(p, q)=nan", "p_i = 0 < q_i"),
+    ("torch.distributions", "entropy.special.one_hot", "fail", "=2.22", "clips the nonzero"),
+    ("torch.distributions", "kl.special.tiny_q", "fail", "", "clips the nonzero"),
+    ("keras.kl_divergence", "kl.special.q_zero", "fail", "should be +inf", "clips p and q"),
+    ("jax.rel_entr", "kl.special.q_zero", "pass", "", ""),
+    ("jax.rel_entr", "kl.special.subnormal_q", "fail", "=inf", "an entry is subnormal"),
+    ("optax.kl_divergence_with_log_targets", "kl.special.p_zero", "fail", "=nan", "p_i = 0"),
+    ("optax.kl_divergence", "inputs.unmodified", "pass", "", ""),
 ]
 
 
 @pytest.mark.parametrize(
-    ("name", "clause_id", "verdict", "message"),
+    ("name", "clause_id", "verdict", "message", "cause"),
     FINDINGS,
-    ids=[f"{name} {clause_id} {verdict}" for name, clause_id, verdict, _ in FINDINGS],
+    ids=[f"{name} {clause_id} {verdict}" for name, clause_id, verdict, _, _ in FINDINGS],
 )
-def test_finding(name, clause_id, verdict, message):
+def test_finding(name, clause_id, verdict, message, cause):
     _installed(name)
     report = run(resolve(name), [clause_id], profile="fast", timeout=30, isolate=True)
     (result,) = report.clauses
     assert result.verdict == verdict, [r.message for r in result.failures]
     if message:
         assert message in result.failures[0].message
+    if cause:
+        assert cause in result.failures[0].cause.text
 
 
 def test_a_missing_library_makes_the_adapter_unavailable(monkeypatch):

@@ -136,7 +136,8 @@ def _token_kl_exact(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
         return float(value), tolerance
 
 
-def _token_kl_rows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def token_kl_expected(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of logits: the exact KL(softmax(a)‖softmax(b)) and the float64 tolerance."""
     rows = [_token_kl_exact(x, y) for x, y in zip(a, b, strict=True)]
     return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
 
@@ -159,7 +160,7 @@ def _positions(case: Case) -> tuple[int, ...]:
 def token_kl_definition(impl: Implementation, case: Case) -> None:
     """token_kl(a, b) is KL(softmax(a)‖softmax(b)) per position, within the float64 tolerance."""
     got = observe(impl, "token_kl", case.logits_p, case.logits_q, shape=_positions(case))
-    value, tolerance = _token_kl_rows(case.logits_p, case.logits_q)
+    value, tolerance = token_kl_expected(case.logits_p, case.logits_q)
     require_close("token_kl(logits_p, logits_q)", got, value, tolerance)
 
 
@@ -186,14 +187,14 @@ def token_kl_shift_invariant(impl: Implementation, case: Case) -> None:
     """Adding a constant to a row of logits (exactly) leaves token_kl unchanged."""
     a, b, c = case.logits_p, case.logits_q, float(case.shift[0])
     base = observe(impl, "token_kl", a, b, shape=(1,))
-    _, tolerance = _token_kl_rows(a, b)
+    _, tolerance = token_kl_expected(a, b)
     for call, args in (
         (f"token_kl(logits_p + {c:g}, logits_q)", (a + c, b)),
         (f"token_kl(logits_p, logits_q + {c:g})", (a, b + c)),
     ):
         got = observe(impl, "token_kl", *args, call=call, shape=(1,))
         # Each call may be off by its own tolerance, which grows with the size of the logits.
-        allowed = tolerance + _token_kl_rows(*args)[1]
+        allowed = tolerance + token_kl_expected(*args)[1]
         require_close(call, got, base, allowed, expected_text="token_kl(logits_p, logits_q)")
 
 
@@ -334,7 +335,7 @@ def sequence_kl_chain_rule(impl: Implementation, case: Case) -> None:
     vocab, length = (int(x) for x in case.shape)
     seqs = _sequences(vocab, length)
     per_prefix = observe(impl, "token_kl", case.a, case.b, shape=(case.a.shape[0],))
-    _, token_tolerance = _token_kl_rows(case.a, case.b)
+    _, token_tolerance = token_kl_expected(case.a, case.b)
     with mpmath.workdps(40):
         soft_a = [_log_softmax_exact(row) for row in case.a]
         soft_b = [_log_softmax_exact(row) for row in case.b]
