@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +115,29 @@ class Cause:
         return (self.symptom, self.hazards, condition, self.convention, self.detail)
 
 
+def same_bug(keys: Iterable[tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    """Map each cause key to the key of the finding it belongs to, and name merged findings.
+
+    One bug can show under two hazards: a missing guard for p_i = 0 gives NaN where
+    p_i = 0 < q_i and where p_i = q_i = 0 alike. When an implementation shows the same
+    symptom under both, they are one finding (keyed as p_i = 0's); when it shows it only
+    where p_i = q_i = 0 (torch's kl_div), that is a finding of its own.
+    """
+    keys = set(keys)
+    out = {k: k for k in keys}
+    for k in keys:
+        if k[0] != "convention" and k[1] == ("both_zero",):
+            other = (k[0], ("p_zero",), *k[2:])
+            if other in keys:
+                out[k] = other
+    return out
+
+
+def merged_title(key: tuple[Any, ...]) -> str:
+    """The title of a finding that merged p_i = 0 < q_i and p_i = q_i = 0."""
+    return f"{SYMPTOMS.get(key[0], 'violates the clause')} where p_i = 0, whatever q_i"
+
+
 #: What an outcome holding a hazard is set to when leaving it out would change the case's
 #: meaning: an ordinary probability, far from every hazard.
 _FILL = 0.25
@@ -152,7 +175,7 @@ def analyse(
     needed: tuple[str, ...] = ()
     if present:
         needed = _blamed(fails, arrays, present)
-    if check.hazard and not needed:
+    if check.hazard and not needed and _needs_own(check, symptom, fails, arrays):
         needed = (check.hazard,)
     if arity == 1 and needed and _pairs_itself(check, impl, case):
         needed, arity = tuple(dict.fromkeys(_AS_PAIR[h] for h in needed)), 2
@@ -165,6 +188,19 @@ def analyse(
         detail=detail,
         **_conventions(check, impl, case, symptom),
     )
+
+
+def _needs_own(
+    check: Check, symptom: str, fails: Callable[[dict | None], bool | None], arrays: Any
+) -> bool:
+    """Whether a special case's failure is about its own condition (not wrong everywhere).
+
+    A finite value where the condition makes KL +inf is about it by definition; any
+    other failure must go away once the condition's outcome holds an ordinary value.
+    """
+    if symptom == "not_inf":
+        return True
+    return fails(hazards.without(arrays, {check.hazard}, fill=_FILL)) is False
 
 
 def _pairs_itself(check: Check, impl: Implementation, case: Any) -> bool:

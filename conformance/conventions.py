@@ -28,21 +28,30 @@ import mpmath
 import numpy as np
 
 from klspec.spec import oracle
+from klspec.spec.interface import DIVERGENCES
 from klspec.spec.tolerances import SUBNORMAL_SLACK, U, gamma
 
 #: Unit roundoff of float32 over float64's: float32 rounding errors are this much larger.
 FLOAT32_SCALE = 2.0**-24 / U
 
 
-def _raw(quantity: str, arrays: tuple[np.ndarray, ...]) -> tuple[float, float] | None:
-    """The exact value of the literal formula on the arrays as given, and its float64 error."""
+def _raw(quantity: str, arrays: tuple[np.ndarray, ...]) -> tuple[mpmath.mpf, float] | None:
+    """The exact value of the literal formula on the arrays as given (an mpmath number, at
+    the oracle's precision), and the error a float64 evaluation of it can make."""
     if quantity not in _EXACT or any(a.ndim != 1 or a.size == 0 for a in arrays):
         return None
-    with mpmath.workdps(30):
-        value = _EXACT[quantity](*arrays)
+    value = _EXACT[quantity](*arrays)
     if mpmath.isinf(value):
-        return math.inf, 0.0
-    return float(value), literal_error(quantity, arrays)
+        return mpmath.inf, 0.0
+    return value, literal_error(quantity, arrays)
+
+
+def _mass_difference(arrays: tuple[np.ndarray, ...]) -> mpmath.mpf:
+    """Σq − Σp exactly (every float64 is an exact binary fraction; 2100 bits hold any sum)."""
+    with mpmath.workprec(2200):
+        return mpmath.fsum(mpmath.mpf(float(x)) for x in arrays[1]) - mpmath.fsum(
+            mpmath.mpf(float(x)) for x in arrays[0]
+        )
 
 
 def literal_error(quantity: str, arrays: tuple[np.ndarray, ...]) -> float:
@@ -94,8 +103,8 @@ class Convention:
     words: str
     transform: Callable[[tuple[np.ndarray, ...]], tuple[np.ndarray, ...]] | None = None
     scale: Callable[[tuple[np.ndarray, ...]], float] | None = None
-    extra: Callable[[tuple[np.ndarray, ...]], float] | None = None
-    quantities: tuple[str, ...] = ("kl", "entropy", "cross_entropy")
+    extra: Callable[[tuple[np.ndarray, ...]], mpmath.mpf] | None = None
+    quantities: tuple[str, ...] = DIVERGENCES
     float32: bool = field(default=False)
 
     def value(
@@ -114,10 +123,12 @@ class Convention:
         raw = _raw(quantity, tuple(np.asarray(a, dtype=np.float64) for a in inputs))
         if raw is None:
             return None
-        value, tolerance = raw
-        if self.extra is not None and math.isfinite(value):
-            value += self.extra(arrays)
+        exact_value, tolerance = raw
+        if self.extra is not None and not mpmath.isinf(exact_value):
+            with mpmath.workprec(2200):  # the extra term cancels the formula's: keep every bit
+                exact_value = exact_value + self.extra(arrays)
             tolerance += 4 * U * (math.fsum(arrays[0]) + math.fsum(arrays[1]))
+        value = float(exact_value)
         if self.scale is not None:
             factor = self.scale(arrays)
             value, tolerance = value * factor, tolerance * factor + U * abs(value * factor)
@@ -171,7 +182,7 @@ GENERALISED = Convention(
     "generalised KL",
     "adds Σq − Σp: its terms p·log(p/q) − p + q are those of the KL of unnormalised "
     "measures, and do not normalise",
-    extra=lambda arrays: math.fsum(arrays[1]) - math.fsum(arrays[0]),
+    extra=_mass_difference,
     quantities=("kl",),
 )
 

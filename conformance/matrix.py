@@ -211,6 +211,11 @@ def _plain(x: Any) -> Any:
     return list(x) if isinstance(x, tuple) else x
 
 
+def _tuple(x: Any) -> Any:
+    """A cause key read back from JSON: its lists as tuples again (hashable)."""
+    return tuple(_tuple(v) for v in x) if isinstance(x, list) else x
+
+
 # --- findings: one per bug and implementation ----------------------------------------------
 
 
@@ -221,23 +226,32 @@ def findings(row: dict[str, Any]) -> list[dict[str, Any]]:
     that show it, the one on the clause about its own hazard first (the most direct
     counterexample).
     """
-    groups: dict[str, dict[str, Any]] = {}
-    for c in CATALOG:
-        cell = row["clauses"].get(c.id, {})
-        for failure in cell.get("failures", ()):
-            key = json.dumps(failure["cause_key"])
-            group = groups.setdefault(
-                key,
-                {
-                    "cause": failure["finding"],
-                    "by_convention": failure["by_convention"],
-                    "clauses": [],
-                    "failures": [],
-                },
-            )
-            if c.id not in group["clauses"]:
-                group["clauses"].append(c.id)
-            group["failures"].append({"clause": c.id, "level": c.level, **failure})
+    from klspec.conformance.causes import merged_title, same_bug
+
+    failures = [
+        (c, failure)
+        for c in CATALOG
+        for failure in row["clauses"].get(c.id, {}).get("failures", ())
+    ]
+    finding_of = same_bug(tuple(_tuple(f["cause_key"])) for _, f in failures)
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for c, failure in failures:
+        key = finding_of[tuple(_tuple(failure["cause_key"]))]
+        merged = key != tuple(_tuple(failure["cause_key"])) or any(
+            v == key and k != key for k, v in finding_of.items()
+        )
+        group = groups.setdefault(
+            key,
+            {
+                "cause": merged_title(key) if merged else failure["finding"],
+                "by_convention": failure["by_convention"],
+                "clauses": [],
+                "failures": [],
+            },
+        )
+        if c.id not in group["clauses"]:
+            group["clauses"].append(c.id)
+        group["failures"].append({"clause": c.id, "level": c.level, **failure})
     out = list(groups.values())
     for number, finding in enumerate(out, 1):
         finding["number"] = number

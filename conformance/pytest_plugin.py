@@ -193,20 +193,12 @@ class CheckItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> Any:
         if isinstance(excinfo.value, CheckFailed):
+            from klspec.conformance.report import details
             from klspec.spec.clauses import clause
 
             r = excinfo.value.result
-            lines = [
-                f"{self.check.clause_id}: {clause(self.check.clause_id).statement}",
-                r.message,
-            ]
-            if r.cause is not None:
-                lines.append(f"cause: {r.cause.text}")
-            if r.counterexample:
-                lines.append(f"counterexample: {r.counterexample}")
-            if r.reproduce:
-                lines.append(f"reproduce: {r.reproduce}")
-            return "\n".join(lines)
+            statement = clause(self.check.clause_id).statement
+            return "\n".join([f"{self.check.clause_id}: {statement}", r.message, *details(r)])
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Any, int | None, str]:

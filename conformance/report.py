@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from klspec.conformance.runner import ClauseResult, Report
+from klspec.conformance.runner import CheckResult, ClauseResult, Report
 
 STATUS = {"pass": "PASS", "fail": "FAIL", "skip": "SKIP", "advisory": "WARN", "xfail": "XFAIL"}
 
@@ -45,24 +45,58 @@ def failure_text(result: ClauseResult) -> str:
     lines = [f"{STATUS[verdict]} {result.clause.id} ({why}): {result.clause.statement}"]
     for r in result.failures:
         lines.append(f"  {r.check.name}: {r.message}")
-        if r.cause is not None:
-            lines.append(f"    cause: {r.cause.text}")
-        if r.counterexample:
-            lines.append(f"    counterexample: {r.counterexample}")
-        if r.reproduce:
-            lines.append(f"    reproduce: {r.reproduce}")
+        lines += [f"    {line}" for line in details(r)]
     return "\n".join(lines) + "\n"
 
 
+def details(result: CheckResult) -> list[str]:
+    """A failed check's cause, counterexample and reproduction, one line each (as present)."""
+    lines = []
+    if result.cause is not None:
+        lines.append(f"cause: {result.cause.text}")
+    if result.counterexample:
+        lines.append(f"counterexample: {result.counterexample}")
+    if result.reproduce:
+        lines.append(f"reproduce: {result.reproduce}")
+    return lines
+
+
 def describe(report: Report) -> str:
-    """The failures of a report, then its summary, as ``klspec check`` ends its output."""
+    """The failures of a report, its root causes, then its summary (how ``klspec check`` ends)."""
     parts = [failure_text(c) for c in report.clauses if c.failures]
+    causes = root_causes(report)
+    if causes:
+        plural = "s" * (len(causes) != 1)
+        parts.append(
+            f"{len(causes)} root cause{plural} (one per bug, with the clauses it breaks):\n"
+            + "".join(
+                f"  {number}. {title} [{', '.join(ids)}]\n"
+                for number, (title, ids) in enumerate(causes, 1)
+            )
+        )
     seed = f", seed {report.seed}" if report.seed is not None else ""
     tail = [f"checked {report.target} (profile {report.profile}{seed}) in {report.seconds:.1f}s"]
     if report.aside:
         tail.append(report.aside)
     tail.append(report.summary)
     return "\n".join(parts) + ("\n" if parts else "") + "\n".join(tail) + "\n"
+
+
+def root_causes(report: Report) -> list[tuple[str, list[str]]]:
+    """The distinct root causes of a report's failures, each with the clauses it breaks."""
+    from klspec.conformance.causes import merged_title, same_bug
+
+    failures = [(c, r) for c in report.clauses for r in c.failures if r.cause is not None]
+    finding_of = same_bug(r.cause.key for _, r in failures)
+    merged = {v for k, v in finding_of.items() if k != v}
+    groups: dict[Any, tuple[str, list[str]]] = {}
+    for c, r in failures:
+        key = finding_of[r.cause.key]
+        title = merged_title(key) if key in merged else r.cause.title
+        _, ids = groups.setdefault(key, (title, []))
+        if c.clause.id not in ids:
+            ids.append(c.clause.id)
+    return list(groups.values())
 
 
 # --- expected failures -------------------------------------------------------------------

@@ -14,14 +14,21 @@ import math
 import numpy as np
 import pytest
 import scipy.special
+from hypothesis import given, settings
 
 from klspec.conformance import run
 from klspec.conformance.causes import Cause, analyse
-from klspec.conformance.conventions import FLOAT32, MEAN_OVER_ELEMENTS, UNNORMALISED, clipped
+from klspec.conformance.conventions import (
+    FLOAT32,
+    GENERALISED,
+    MEAN_OVER_ELEMENTS,
+    UNNORMALISED,
+    clipped,
+)
 from klspec.conformance.matrix import clause_cell, findings
 from klspec.spec import Implementation
 from klspec.spec.checks import check_named
-from klspec.spec.strategies import Case
+from klspec.spec.strategies import Case, near_equal_pairs
 
 
 def _normalised(x):
@@ -83,6 +90,15 @@ def test_the_check_own_hazard_is_kept():
     case = Case(p=[0.0, 0.5, 0.5], q=[0.0, 0.5, 0.5])
     cause = _cause(nan_at_both_zero, case=case, check=check)
     assert cause.hazards == ("both_zero",)
+
+
+def test_a_special_case_failed_by_a_defect_everywhere_is_not_blamed_on_its_condition():
+    check = check_named("kl(p_i == 0 and q_i > 0) -> term 0")
+    cause = _cause(biased, case=Case(p=[0.0, 0.5, 0.5], q=[0.2, 0.3, 0.5]), check=check)
+    assert cause.hazards == ()
+    nan = _cause(nan_at_both_zero, case=Case(p=[0.0, 0.5, 0.5], q=[0.0, 0.3, 0.7]),
+                 check=check_named("kl(p_i == 0 and q_i == 0) -> term 0"))  # fmt: skip
+    assert nan.hazards == ("both_zero",)
 
 
 def test_kl_of_p_with_itself_names_both_zero():
@@ -269,3 +285,32 @@ def test_inputs_unmodified_fails_only_when_bytes_change(fn, verdict):
     if verdict == "fail":
         assert "changed q[" in result.failures[0].message
         assert result.failures[0].symptom == "writes"
+
+
+def nan_at_any_zero_p(p, q):
+    """0·log 0 unguarded: NaN wherever p_i = 0, whatever q_i."""
+    with np.errstate(all="ignore"):
+        return float(np.sum(p * np.log(p / q)))
+
+
+def test_nan_at_p_zero_and_at_both_zero_is_one_finding():
+    impl = Implementation("textbook", kl=nan_at_any_zero_p)
+    report = run(impl, ["kl.special.p_zero", "kl.special.both_zero"], profile="fast")
+    row = {"target": "t", "clauses": {c.clause.id: clause_cell(c) for c in report.clauses}}
+    (finding,) = findings(row)
+    assert finding["cause"] == "returns NaN where p_i = 0, whatever q_i"
+    assert finding["clauses"] == ["kl.special.p_zero", "kl.special.both_zero"]
+    from klspec.conformance.report import root_causes
+
+    assert root_causes(report) == [
+        ("returns NaN where p_i = 0, whatever q_i", ["kl.special.p_zero", "kl.special.both_zero"])
+    ]
+
+
+@settings(max_examples=50, derandomize=True, database=None, deadline=None)
+@given(near_equal_pairs(max_size=32))
+def test_the_generalised_kl_of_scipy_is_never_negative_in_exact_arithmetic(case):
+    """Σ p log(p/q) − p + q ≥ 0 term by term: the convention's exact value keeps that
+    (summing Σq − Σp in float64 would not, and would excuse a negative result)."""
+    value, _ = GENERALISED.value("kl", (case.p, case.q), (0.0, 0.0))
+    assert value >= 0

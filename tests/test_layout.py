@@ -157,3 +157,20 @@ def test_no_citation_of_design_files_outside_the_repository():
         ):
             cited.append(path.relative_to(ROOT).as_posix())
     assert not cited, f"these cite DESIGN.md or STYLE.md, which are not in the repository: {cited}"
+
+
+@pytest.mark.parametrize("name", ["check", "run", "replay", "ConformanceError"])
+def test_names_that_moved_to_conformance_still_resolve_with_a_warning(name):
+    import klspec.conformance as conformance
+    import klspec.spec as spec
+
+    with pytest.warns(DeprecationWarning, match=f"klspec.conformance.{name}"):
+        moved = getattr(spec, name)
+    assert moved is getattr(conformance, name)
+
+
+def test_an_unknown_name_is_an_attribute_error():
+    import klspec.spec as spec
+
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        spec.nothing  # noqa: B018

@@ -30,6 +30,7 @@ from klspec.spec.checks import (  # noqa: F401  (each registers its checks)
 )
 from klspec.spec.checks._registry import REGISTERED, Check
 from klspec.spec.clauses import CATALOG
+from klspec.spec.clauses._base import lookup
 
 __all__ = ["CHECKS", "Check", "check_named", "checks_for"]
 
@@ -48,11 +49,4 @@ def checks_for(clause_id: str) -> tuple[Check, ...]:
 
 def check_named(name: str) -> Check:
     """The check with this name; ``KeyError`` naming close matches if there is none."""
-    try:
-        return _BY_NAME[name]
-    except KeyError:
-        import difflib
-
-        close = difflib.get_close_matches(name, _BY_NAME, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see `klspec list`"
-        raise KeyError(f"unknown check {name!r}{hint}") from None
+    return lookup(_BY_NAME, name, "check")

@@ -36,7 +36,7 @@ from klspec.spec._assert import (
 )
 from klspec.spec.checks._registry import Property, StrategySource
 from klspec.spec.checks._registry import check as _check
-from klspec.spec.interface import Implementation
+from klspec.spec.interface import DIVERGENCES, Implementation
 from klspec.spec.special_cases import SPECIAL_CASES, Outcome, SpecialCase
 from klspec.spec.tolerances import TINY, U, defect, perturbation_error, value_tolerance
 
@@ -110,7 +110,7 @@ def _in_base(impl: Implementation, case: Any, *, quantity: str) -> None:
         )
 
 
-for _quantity in ("entropy", "cross_entropy", "kl"):
+for _quantity in DIVERGENCES:
     _check(
         "units.base",
         needs={_quantity, "base"},
@@ -529,7 +529,7 @@ def _rowwise(impl: Implementation, case: Any, *, quantity: str) -> None:
     )
 
 
-for _quantity in ("entropy", "cross_entropy", "kl"):
+for _quantity in DIVERGENCES:
     _check("batching.rowwise", needs={_quantity, "batched"}, on={_quantity: _inputs.batched_pairs})(
         functools.partial(_rowwise, quantity=_quantity)
     )
@@ -666,7 +666,7 @@ _BAD_INPUTS: dict[str, tuple[_BadInput, ...]] = {
 def _rejects(impl: Implementation, case: Any, *, kind: str) -> None:
     """Every bad input of this kind raises ValueError or TypeError naming the argument."""
     __tracebackhide__ = True
-    for quantity in ("entropy", "cross_entropy", "kl"):
+    for quantity in DIVERGENCES:
         fn = getattr(impl, quantity)
         arity = 1 if quantity == "entropy" else 2
         if fn is None:

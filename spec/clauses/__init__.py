@@ -40,7 +40,7 @@ from klspec.spec.clauses import (
     noise_models,
     rlhf,
 )
-from klspec.spec.clauses._base import KINDS, LEVELS, Clause, Kind, Level
+from klspec.spec.clauses._base import KINDS, LEVELS, Clause, Kind, Level, lookup
 from klspec.spec.interface import TOPIC_KEYS
 
 __all__ = [
@@ -100,14 +100,7 @@ def derivation_clauses() -> tuple[Clause, ...]:
 
 def clause(id: str) -> Clause:
     """The clause with this id; ``KeyError`` naming close matches if there is none."""
-    try:
-        return _BY_ID[id]
-    except KeyError:
-        import difflib
-
-        close = difflib.get_close_matches(id, _BY_ID, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see `klspec list`"
-        raise KeyError(f"unknown clause {id!r}{hint}") from None
+    return lookup(_BY_ID, id, "clause")
 
 
 def clause_anchor(clause_id: str) -> str:

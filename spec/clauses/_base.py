@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from klspec.spec._expected import MPMATH_MAX_SIZE
 
@@ -50,3 +52,16 @@ class Clause:
     notes: str = ""
     level: Level = "required"
     topic: str = "divergences"
+
+
+T = TypeVar("T")
+
+
+def lookup(table: Mapping[str, T], name: str, what: str) -> T:
+    """``table[name]``; a ``KeyError`` naming ``what`` and the close matches if it is not there."""
+    try:
+        return table[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, table, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see `klspec list`"
+        raise KeyError(f"unknown {what} {name!r}{hint}") from None
