@@ -168,7 +168,7 @@ def analyse(
     def fails(candidate: dict[str, np.ndarray] | None) -> bool | None:
         if candidate is None:
             return None
-        return _fails(check, impl, Case(regime=regime, **candidate))
+        return _fails(check, impl, Case(regime=regime, **candidate), symptom)
 
     own = {check.hazard} if check.hazard else set()
     present = set(hazards.present(arrays)) - own
@@ -251,16 +251,28 @@ def _ordered(keys: set[str]) -> list[str]:
     return [k for k in hazards.HAZARDS if k in keys]
 
 
-def _fails(check: Check, impl: Implementation, case: Any) -> bool | None:
-    """Whether the property fails on ``case``: True, False, or None when it cannot tell."""
+def _fails(
+    check: Check, impl: Implementation, case: Any, symptom: str | None = None
+) -> bool | None:
+    """Whether the property fails on ``case`` (with ``symptom``, if given): True, False, or
+    None when it cannot tell.
+
+    A failure with another symptom counts as False: removing a hazard can break what
+    the check expects of the input (a one-hot p filled in is no longer one-hot), and
+    what is asked is whether *this* symptom goes with the hazard.
+    """
     try:
         outcome, failure = run_once(check, impl, case)
     except BaseException:  # a guard stopping the check, a bug of the check on odd input
         return None
-    if outcome == "fail":
-        # A call that timed out says nothing about the input.
-        return None if getattr(failure, "symptom", "") == "no_result" else True
-    return None if outcome == "rejected" else False
+    if outcome == "rejected":
+        return None
+    if outcome == "pass":
+        return False
+    seen = getattr(failure, "symptom", "violation")
+    if seen == "no_result":  # a call that timed out says nothing about the input
+        return None
+    return symptom is None or seen == symptom
 
 
 # --- conventions ---------------------------------------------------------------------
