@@ -93,6 +93,8 @@ TORCH_EPS_CLAMP = clipped(
     "torch.distributions",
     zeros=False,
     normalise=True,
+    bounds="[eps, 1 − eps] (eps = 2.2e-16)",
+    low_name="eps",
 )
 #: keras clips both arguments, zeros included, to [epsilon, 1] (epsilon = 1e-7).
 KERAS_CLIP = clipped(1e-7, 1.0, "keras")

@@ -143,12 +143,21 @@ UNNORMALISED = Convention(
 
 
 def clipped(
-    low: float, high: float, library: str, *, zeros: bool = True, normalise: bool = False
+    low: float,
+    high: float,
+    library: str,
+    *,
+    zeros: bool = True,
+    normalise: bool = False,
+    bounds: str = "",
+    low_name: str = "",
 ) -> Convention:
     """Probabilities clipped to [low, high] before the formula (keras: [1e-7, 1]).
 
     ``zeros=False``: zeros are not clipped (their terms stay 0, or +inf where
-    q_i = 0 < p_i); ``normalise``: the inputs are normalised before the clip.
+    q_i = 0 < p_i); ``normalise``: the inputs are normalised before the clip;
+    ``bounds`` and ``low_name`` how the interval and its lower end read in words
+    (default: their numbers).
     """
 
     def transform(arrays: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
@@ -161,11 +170,13 @@ def clipped(
         return tuple(out)
 
     what = "p and q" if zeros else "the nonzero entries of p and q"
-    then = "a zero counts as" if zeros else "an entry below it counts as"
+    low_name = low_name or f"{low:.3g}"
+    then = "a zero counts as" if zeros else f"an entry below {low_name} counts as"
+    interval = bounds or f"[{low:.3g}, {high:.17g}]"
     return Convention(
         f"clip({low:.3g}, {high:.17g})",
-        f"{'normalises, then ' if normalise else ''}clips {what} to [{low:.3g}, {high:.17g}] "
-        f"before the formula ({library}): {then} {low:.3g}",
+        f"{'normalises, then ' if normalise else ''}clips {what} to {interval} before the "
+        f"formula ({library}): {then} {low_name}",
         transform=transform,
     )
 
