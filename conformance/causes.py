@@ -306,10 +306,21 @@ def _conventions(check: Check, impl: Implementation, case: Any, symptom: str) ->
     _fails(check, _recording(impl, calls), case)
     declared = [c for c in impl.conventions if isinstance(c, Convention)]
     tried = [*declared, *([] if UNNORMALISED in declared else [UNNORMALISED])]
+    largest = 0.0  # the largest tolerance of the values found within their clause's rounding
     for call in calls:
         found = _explain(call, tried, declared, symptom)
-        if found is not None:
+        if isinstance(found, dict):
             return found
+        if found is None:  # a value no convention explains, or a call it cannot judge
+            return {}
+        largest = max(largest, found)
+    if calls and symptom == "value":  # every call's value within a float64 evaluation's rounding
+        return {
+            "convention": "rounding",
+            "note": "each value it returned is within the error a correct float64 evaluation "
+            f"of the formula can make on these inputs (±{largest:.1g}, the inputs' own "
+            "rounding included); the clause asks for more, which exact arithmetic gives",
+        }
     return {}
 
 
@@ -331,7 +342,10 @@ def _numbers(result: Any) -> np.ndarray | None:
 
 def _explain(
     call: _Call, tried: list[Convention], declared: list[Convention], symptom: str
-) -> dict[str, Any] | None:
+) -> dict[str, Any] | float | None:
+    """A convention (or rounding) that explains this call's value: the Cause fields; else
+    the largest tolerance when every value is the clause's own within float64 rounding;
+    else None (a value nothing explains, or a call this cannot judge)."""
     got = _numbers(call.result)
     if got is None or call.kwargs:
         return None
@@ -354,7 +368,6 @@ def _explain(
         ]
     else:
         return None
-    within = True  # every value the clause's own, within a float64 evaluation's rounding
     for value, arrays, exact in rows:
         if symptom == "negative" and value < 0 and call.quantity in DIVERGENCES:
             return _negative(call.quantity, arrays, value, tried, declared)
@@ -376,17 +389,7 @@ def _explain(
                 return _by(convention, declared, f"{how}: it {convention.words}")
         if deviates:
             return None
-        within = within and not deviates
-    if within and rows and symptom == "value":
-        largest = max(exact[1] for _, _, exact in rows)
-        return {
-            "convention": "rounding",
-            "note": "each value it returned is within the error a correct float64 evaluation "
-            f"of the literal formula can make on these inputs (±{largest:.1g}, the inputs' "
-            "own rounding included); the clause asks for more (the reference normalises "
-            "exactly)",
-        }
-    return None
+    return max(exact[1] for _, _, exact in rows) if rows else None
 
 
 def _follows(value: float, explained: tuple[float, float], clause_value: float) -> bool:

@@ -48,7 +48,7 @@ from klspec.spec.interface import ARGUMENTS, Implementation
 
 #: Extra seconds the parent waits past the timeout before killing a worker stuck in a call.
 GRACE = 2.0
-#: Default per-call timeout (seconds) of ``klspec check`` and :func:`klspec.spec.check`.
+#: Default per-call timeout (seconds) of ``klspec check`` and :func:`klspec.conformance.check`.
 DEFAULT_TIMEOUT = 10.0
 
 

@@ -288,7 +288,7 @@ def wrap(
 
     ``batched`` declares that ``fn`` takes arrays of shape (..., n) and reduces
     the last axis (else only 1-D inputs are passed). ``options`` are recorded
-    for reproduction lines (how :func:`klspec.spec.replay` rebuilds it).
+    for reproduction lines (how :func:`klspec.conformance.replay` rebuilds it).
     """
     if quantity not in QUANTITIES:
         raise SignatureError(f"unknown quantity {quantity!r}; use one of {', '.join(QUANTITIES)}")

@@ -314,3 +314,25 @@ def test_the_generalised_kl_of_scipy_is_never_negative_in_exact_arithmetic(case)
     (summing Σq − Σp in float64 would not, and would excuse a negative result)."""
     value, _ = GENERALISED.value("kl", (case.p, case.q), (0.0, 0.0))
     assert value >= 0
+
+
+def test_rounding_is_claimed_only_when_every_call_is_within_it():
+    """kl.decomposition calls kl (right here), then cross_entropy and entropy: a wrong
+    entropy must not be put down to rounding because the first call was fine."""
+
+    def entropy_off(p):
+        return float(scipy.special.entr(_normalised(p)).sum()) * (1 + 1e-9)
+
+    def cross_entropy(p, q):
+        return float(-scipy.special.xlogy(_normalised(p), _normalised(q)).sum())
+
+    check = check_named("kl.decomposition[pairs]")
+    impl = Implementation(
+        "entropy off", kl=correct_kl, cross_entropy=cross_entropy, entropy=entropy_off
+    )
+    case = Case(p=[0.2, 0.3, 0.5], q=[0.5, 0.25, 0.25])
+    with pytest.raises(AssertionError) as info:
+        check.prop(impl, case)
+    cause = analyse(check, impl, case, info.value.symptom)
+    assert cause.convention != "rounding"
+    assert not cause.by_convention

@@ -1,10 +1,9 @@
 """The registry of checks: :class:`Check`, and the decorator that registers a property.
 
-Check modules (:mod:`klspec.spec.checks` for the divergences, and the modules it
-imports for models and language models) decorate plain properties with
-:func:`check`; :data:`klspec.spec.checks.CHECKS` orders what they registered by
-the catalog. Kept apart from the check modules so that they can share it without
-importing each other.
+The check modules, one per topic (:mod:`klspec.spec.checks.divergences`, ...),
+decorate plain properties with :func:`check`; :data:`klspec.spec.checks.CHECKS`
+orders what they registered by the catalog. Kept apart from the check modules so
+that they can share it without importing each other.
 """
 
 from __future__ import annotations
