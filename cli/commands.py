@@ -200,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the ``klspec`` command; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # "--log-ratio-range -10:2.5": a value that starts with "-" would read as an option.
+    for i, word in enumerate(argv[:-1]):
+        if word == "--log-ratio-range" and argv[i + 1].startswith("-"):
+            argv[i : i + 2] = [f"{word}={argv[i + 1]}"]
+            break
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command][2](args, out or sys.stdout)

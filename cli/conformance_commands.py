@@ -25,11 +25,29 @@ class UsageError(Exception):
 # --- klspec check ------------------------------------------------------------------
 
 
+def _log_ratio_range(text: str) -> tuple[float, float]:
+    """``"-10:2.5"`` -> (-10.0, 2.5); argparse turns the ValueError into a usage error."""
+    lo, sep, hi = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        bounds = float(lo), float(hi)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must read LO:HI, e.g. -11:2.61 (write --log-ratio-range=-11:2.61 "
+            "if your shell or tool splits it)"
+        ) from None
+    if not bounds[0] < bounds[1]:
+        raise argparse.ArgumentTypeError(f"{text!r}: LO must be below HI")
+    return bounds
+
+
 def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     """The target and its options, and the run options beyond --clause/--profile/--seed."""
     from klspec.conformance.isolation import DEFAULT_TIMEOUT
-    from klspec.conformance.signatures import ARRAYS
+    from klspec.conformance.signatures import ARRAYS, ESTIMATORS, REDUCTIONS
     from klspec.spec.interface import QUANTITIES
+    from klspec.spec.precision import PRECISIONS
 
     parser.add_argument(
         "target",
@@ -66,7 +84,43 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument(
         "--array",
         choices=list(ARRAYS),
-        help="the array type it receives, float64 (default: numpy)",
+        help="the array type it receives (default: numpy)",
+    )
+    target.add_argument(
+        "--dtype",
+        choices=list(PRECISIONS),
+        help="the floating-point format of its arguments (default float64): inputs are "
+        "drawn, rounded to it and passed in it; the truth is computed exactly from the "
+        "rounded inputs and value tolerances come from its unit roundoff (bfloat16 needs "
+        "--array torch or jax, or the ml_dtypes package)",
+    )
+    target.add_argument(
+        "--device",
+        metavar="DEV",
+        help="torch or jax device for its arguments (cpu, cuda, cuda:1, mps, ...); "
+        "results come back to the CPU",
+    )
+    target.add_argument(
+        "--reduction",
+        choices=list(REDUCTIONS),
+        help="it returns the sum or the mean over positions, not one value per position "
+        "(most shipped losses do): each position is then passed alone (default: none)",
+    )
+    target.add_argument(
+        "--gradient-of",
+        choices=list(ESTIMATORS),
+        metavar="K",
+        help="a straight-through k1/k2/k3 (torch or jax): its value is --quantity's "
+        "estimator, its autograd gradient that of K (k1, k2 or k3)",
+    )
+    target.add_argument(
+        "--log-ratio-range",
+        type=_log_ratio_range,
+        metavar="LO:HI",
+        help="a k1/k2/k3 that clamps by design and is exact only where log r = "
+        "ref_logp - logp lies in [LO, HI]: value and gradient clauses are checked there, "
+        "and estimator.clamp_bias reports what the clamp does outside (a k3 clamped to "
+        "<= 10 is exact on about -11:2.61)",
     )
     parser.add_argument(
         "--max-examples", type=int, metavar="N", help="examples per check (overrides the profile)"
@@ -99,6 +153,11 @@ def check(args: argparse.Namespace, out: TextIO) -> int:
         "signature": args.signature,
         "batched": args.batched,
         "array": args.array,
+        "dtype": args.dtype,
+        "device": args.device,
+        "reduction": args.reduction,
+        "gradient_of": args.gradient_of,
+        "log_ratio_range": args.log_ratio_range,
     }
     try:
         if args.max_examples is not None and args.max_examples < 1:

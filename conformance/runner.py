@@ -224,9 +224,15 @@ def run_check(
     missing = impl.missing(check.needs)
     if missing:
         return CheckResult(check, "skip", reason=f"{impl.name} lacks {', '.join(sorted(missing))}")
+    if not check.runs_at(impl):
+        return CheckResult(
+            check,
+            "skip",
+            reason=f"checked in float64 only (its tolerances are not derived for {impl.dtype})",
+        )
     start = time.perf_counter()
     trace = _Trace()
-    strategy = check.search_strategy()
+    strategy = check.search_strategy(impl)
 
     def test(case: Any) -> None:
         if trace.failed:
@@ -251,7 +257,7 @@ def run_check(
                 base = settings or PROFILES["default"]
                 if check.max_examples is not None and base.max_examples > check.max_examples:
                     base = hypothesis.settings(base, max_examples=check.max_examples)
-                _hypothesis_test(test, strategy, base, seed)()
+                _hypothesis_test(test, strategy, base, seed, check.explicit(impl))()
         except _ShrinkLimit:
             trace.last, failure = trace.failure
             raise failure from None
@@ -283,11 +289,15 @@ def _hypothesis_test(
     strategy: Any,
     base: hypothesis.settings,
     seed: int | None,
+    explicit: Iterable[Any] = (),
 ) -> Callable[[], None]:
     overrides: dict[str, Any] = {"database": None, "deadline": None, "report_multiple_bugs": False}
     if seed is not None:
         overrides["derandomize"] = False
-    wrapped = hypothesis.settings(base, **overrides)(given(case=strategy)(test))
+    inner = given(case=strategy)(test)
+    for case in reversed(list(explicit)):  # tried first, in order, on every run
+        inner = hypothesis.example(case=case)(inner)
+    wrapped = hypothesis.settings(base, **overrides)(inner)
     return hypothesis.seed(seed)(wrapped) if seed is not None else wrapped
 
 
@@ -327,13 +337,19 @@ def replay(
     signature: str | None = None,
     batched: bool = False,
     array: str | None = None,
+    dtype: str | None = None,
+    device: str | None = None,
+    reduction: str | None = None,
+    gradient_of: str | None = None,
+    log_ratio_range: tuple[float, float] | None = None,
     **arrays: Any,
 ) -> None:
     """Rerun one check on one input: raise its ``AssertionError`` if it fails.
 
     ``target`` is anything :func:`klspec.conformance.targets.resolve` takes (a
     target name, ``"module:function"`` or a function, with ``quantity``,
-    ``signature``, ``batched`` and ``array`` saying how to call it) or an
+    ``signature``, ``batched``, ``array``, ``dtype``, ``device``, ``reduction``,
+    ``gradient_of`` and ``log_ratio_range`` saying how to call it) or an
     :class:`Implementation`. Give the input as arrays (``p=np.array([...]),
     q=...``) or as a ``case`` (``build_case(...)``); checks with a fixed input
     take neither. Prints a line when the check passes.
@@ -344,11 +360,26 @@ def replay(
     else:
         from klspec.conformance.targets import resolve
 
-        impl = resolve(target, quantity=quantity, signature=signature, batched=batched, array=array)
+        impl = resolve(
+            target,
+            quantity=quantity,
+            signature=signature,
+            batched=batched,
+            array=array,
+            dtype=dtype,
+            device=device,
+            reduction=reduction,
+            gradient_of=gradient_of,
+            log_ratio_range=log_ratio_range,
+        )
     missing = impl.missing(check.needs)
     if missing:
         raise LookupError(
             f"{check_name} needs {', '.join(sorted(missing))}, which {impl.name} lacks"
+        )
+    if not check.runs_at(impl):
+        raise LookupError(
+            f"{check_name} is checked in float64 only, and {impl.name} is {impl.dtype}"
         )
     if case is None and arrays:
         case = strategies.Case(**arrays)

@@ -65,10 +65,18 @@ VOCABULARY: dict[str, str] = {
 
 #: Array types a function may receive: name -> (importable module, description).
 ARRAYS: dict[str, tuple[str, str]] = {
-    "numpy": ("numpy", "float64 numpy arrays"),
-    "torch": ("torch", "float64 CPU torch tensors"),
-    "jax": ("jax", "float64 jax arrays (64-bit mode on during the call)"),
+    "numpy": ("numpy", "numpy arrays"),
+    "torch": ("torch", "torch tensors"),
+    "jax": ("jax", "jax arrays (64-bit mode on during float64 calls)"),
 }
+
+#: How a target's results are reduced over positions (``--reduction``): ``none``, one
+#: value per position (or per sample); ``sum`` or ``mean``, one number for the whole
+#: batch, so each position (sample) is passed alone, as a batch of one.
+REDUCTIONS: tuple[str, ...] = ("none", "sum", "mean")
+
+#: The estimators a straight-through target may take its gradient from (``--gradient-of``).
+ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3")
 
 
 class SignatureError(ValueError):
@@ -190,24 +198,56 @@ def missing_library(array: str) -> str | None:
     return None
 
 
-def _to_array(array: str, x: np.ndarray) -> Any:
+def missing_dtype(array: str, dtype: str) -> str | None:
+    """Why ``array`` cannot hold ``dtype`` here (bfloat16 numpy needs ml_dtypes), or None."""
+    from klspec.spec.precision import precision
+
+    precision(dtype)  # ValueError for an unknown name
+    if dtype == "bfloat16" and array == "numpy" and importlib.util.find_spec("ml_dtypes") is None:
+        return (
+            "numpy has no bfloat16: use --array torch or --array jax, or install the "
+            "ml_dtypes package (pip install ml_dtypes)"
+        )
+    return None
+
+
+def _numpy_dtype(dtype: str) -> Any:
+    if dtype == "bfloat16":
+        import ml_dtypes
+
+        return ml_dtypes.bfloat16
+    return np.dtype(dtype)
+
+
+def _to_array(array: str, x: np.ndarray, dtype: str = "float64", device: str | None = None) -> Any:
+    """``x`` (float64, representable in ``dtype``) as an ``array`` of ``dtype`` on ``device``."""
     if array == "torch":
         import torch
 
-        return torch.from_numpy(x)  # x is a fresh writable copy: writes show in it
+        t = torch.from_numpy(x)  # x is a fresh writable copy: writes show in it
+        if dtype != "float64" or device is not None:
+            t = t.to(dtype=getattr(torch, dtype), device=device)
+        return t
     if array == "jax":
+        import jax
         import jax.numpy as jnp
 
-        return jnp.asarray(x)
-    return x
+        a = jnp.asarray(x, dtype=getattr(jnp, dtype))
+        if device is not None:
+            platform, _, index = device.partition(":")
+            a = jax.device_put(a, jax.devices(platform)[int(index or 0)])
+        return a
+    return x if dtype == "float64" else x.astype(_numpy_dtype(dtype))
 
 
 def _as_numpy(x: Any) -> np.ndarray | None:
-    """The contents of an argument after the call, to detect writes (None for immutable arrays)."""
+    """An argument's contents after the call as float64, to detect writes (None if immutable)."""
     if isinstance(x, np.ndarray):
-        return x
+        return x if x.dtype == np.float64 else x.astype(np.float64)
     if type(x).__module__.startswith("torch"):
-        return x.detach().numpy()
+        import torch
+
+        return x.detach().to("cpu", torch.float64).numpy()
     return None
 
 
@@ -219,18 +259,24 @@ def from_result(value: Any) -> Any:
     module = type(value).__module__
     if module.startswith("torch"):
         try:
-            return value.detach().cpu().numpy()
+            value = value.detach().cpu()
+            if value.is_floating_point() and value.dtype.itemsize < 4:
+                value = value.float()  # numpy has no bfloat16; float32 holds it exactly
+            return value.numpy()
         except AttributeError:
             return value
     if module.startswith(("jax", "jaxlib")):
-        return np.asarray(value)
+        out = np.asarray(value)
+        return out.astype(np.float32) if out.dtype.kind == "V" else out  # ml_dtypes bfloat16
+    if isinstance(value, np.ndarray) and value.dtype.kind == "V":
+        return value.astype(np.float32)
     return value
 
 
 @contextlib.contextmanager
-def float64_mode(array: str) -> Iterator[None]:
-    """jax's 64-bit mode around a call (without it jax silently computes in float32)."""
-    if array != "jax":
+def float64_mode(array: str, dtype: str = "float64") -> Iterator[None]:
+    """jax's 64-bit mode around a float64 call (without it jax silently computes in float32)."""
+    if array != "jax" or dtype != "float64":
         yield
         return
     import jax
@@ -245,22 +291,64 @@ def float64_mode(array: str) -> Iterator[None]:
 # --- wrapping a function -------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Calling:
+    """How a target is called beyond its signature: format, device, reduction over positions."""
+
+    array: str = "numpy"
+    dtype: str = "float64"
+    device: str | None = None
+    reduction: str = "none"
+
+
+def _handed(
+    signature: Signature, calling: Calling, named: dict[str, np.ndarray]
+) -> tuple[list, dict, list[np.ndarray]]:
+    """The arguments in the target's array type and format, and float64 snapshots of them."""
+    args, kwargs = signature.arguments(named)
+    if calling.dtype != "float64" and signature.direct:
+        from klspec.spec.precision import precision
+
+        fmt = precision(calling.dtype)
+        for a in (*args, *kwargs.values()):
+            if not np.array_equal(fmt.round(a), a, equal_nan=True):
+                raise AssertionError(
+                    f"internal error: a check passed values not representable in {calling.dtype}"
+                )
+    handed = [_to_array(calling.array, a, calling.dtype, calling.device) for a in args]
+    handed_kw = {
+        k: _to_array(calling.array, a, calling.dtype, calling.device) for k, a in kwargs.items()
+    }
+    snapshots = [
+        np.array(_as_numpy(h) if _as_numpy(h) is not None else a)
+        for h, a in zip([*handed, *handed_kw.values()], [*args, *kwargs.values()], strict=True)
+    ]
+    return handed, handed_kw, snapshots
+
+
 def call_with(
-    fn: Callable[..., Any], signature: Signature, array: str, named: dict[str, np.ndarray]
+    fn: Callable[..., Any],
+    signature: Signature,
+    array: str | Calling,
+    named: dict[str, np.ndarray],
 ) -> Any:
     """Call ``fn`` as ``signature`` says, on ``array``-typed copies of the ``named`` arguments.
 
-    ``named`` holds the quantity's arguments (p and q, say). Writes into the
+    ``named`` holds the quantity's arguments (p and q, say); ``array`` is an array
+    type or a :class:`Calling` (format, device, reduction). Writes into the
     copies are copied back into the writable ones among them (see the module
-    docs); the result is converted by :func:`from_result`.
+    docs); the result is converted by :func:`from_result`. With a reduction
+    other than ``none`` each position is passed alone (see :data:`REDUCTIONS`).
     """
-    args, kwargs = signature.arguments(named)
-    forms = signature.forms
-    snapshots = [a.copy() for a in (*args, *kwargs.values())]
-    with float64_mode(array):
-        handed = [_to_array(array, a) for a in args]
-        handed_kw = {k: _to_array(array, a) for k, a in kwargs.items()}
+    calling = array if isinstance(array, Calling) else Calling(array)
+    if calling.reduction != "none":
+        return _per_position(
+            lambda part: call_with(fn, signature, _unreduced(calling), part), named, signature
+        )
+    with float64_mode(calling.array, calling.dtype):
+        handed, handed_kw, snapshots = _handed(signature, calling, named)
         result = from_result(fn(*handed, **handed_kw))
+    forms = signature.forms
     for form, before, after in zip(forms, snapshots, [*handed, *handed_kw.values()], strict=True):
         after = _as_numpy(after)
         if after is None or after.shape != before.shape:
@@ -270,6 +358,94 @@ def call_with(
         if changed.any() and isinstance(source, np.ndarray) and source.flags.writeable:
             source[changed] = signature.inverse(form, after)[changed]
     return result
+
+
+def _unreduced(calling: Calling) -> Calling:
+    return Calling(calling.array, calling.dtype, calling.device, "none")
+
+
+def _per_position(
+    call: Callable[[dict[str, np.ndarray]], Any], named: dict[str, np.ndarray], signature: Signature
+) -> Any:
+    """Call once per position, each as a batch of one, and stack the single results.
+
+    Elementwise functions (k1, k2, k3: every argument has the result's shape) are
+    split into single samples; the others (token_kl, kl) into single rows of the
+    last axis.
+    """
+    arrays = {k: np.asarray(v) for k, v in named.items()}
+    first = next(iter(arrays.values()))
+    elementwise = signature.direct and first.ndim <= 1 and "logits_p" not in arrays
+    lead = first.shape if elementwise else first.shape[:-1]
+    out = np.empty(lead)
+    for index in np.ndindex(*lead):
+        part = {
+            k: (v[index].reshape(1) if elementwise else v[index][None, :])
+            for k, v in arrays.items()
+        }
+        value = np.asarray(call(part), dtype=np.float64)
+        if value.size != 1:
+            raise ValueError(
+                f"returned shape {value.shape} for a batch of one; a --reduction target "
+                "returns one number"
+            )
+        out[index] = value.reshape(())
+    return out if lead else float(out)
+
+
+def derivative_with(
+    fn: Callable[..., Any],
+    signature: Signature,
+    calling: Calling,
+    named: dict[str, np.ndarray],
+    wrt: str,
+) -> np.ndarray:
+    """∂(Σ fn)/∂``wrt`` by the target's own autograd (torch or jax), as float64 numpy.
+
+    For an elementwise function that is each output's derivative with respect to
+    its own input. The function runs in its format and on its device, as in
+    :func:`call_with`; a result autograd cannot differentiate raises ``TypeError``.
+    """
+    if calling.reduction != "none":
+        return _per_position(
+            lambda part: derivative_with(fn, signature, _unreduced(calling), part, wrt),
+            named,
+            signature,
+        )
+    position = [*signature.positional, *(v for _, v in signature.keywords)].index(wrt)
+    with float64_mode(calling.array, calling.dtype):
+        handed, handed_kw, _ = _handed(signature, calling, named)
+        keys = list(handed_kw)
+        if calling.array == "torch":
+            import torch
+
+            leaves = [*handed, *handed_kw.values()]
+            leaves[position] = leaves[position].detach().requires_grad_(True)
+            out = fn(*leaves[: len(handed)], **dict(zip(keys, leaves[len(handed) :], strict=True)))
+            if not isinstance(out, torch.Tensor):
+                raise TypeError(
+                    f"returned {type(out).__name__}, which torch autograd cannot differentiate"
+                )
+            if not out.requires_grad:
+                return np.zeros(np.shape(named[wrt]))  # its value does not depend on wrt
+            (grad,) = torch.autograd.grad(out.sum(), leaves[position], allow_unused=True)
+            if grad is None:
+                return np.zeros(np.shape(named[wrt]))
+            return grad.detach().to("cpu", torch.float64).numpy()
+        if calling.array == "jax":
+            import jax
+            import jax.numpy as jnp
+
+            leaves = [*handed, *handed_kw.values()]
+
+            def total(x: Any) -> Any:
+                args = list(leaves)
+                args[position] = x
+                out = fn(*args[: len(handed)], **dict(zip(keys, args[len(handed) :], strict=True)))
+                return jnp.sum(out)
+
+            return np.asarray(jax.grad(total)(leaves[position]), dtype=np.float64)
+    raise TypeError(f"{calling.array} arrays have no autograd")
 
 
 def wrap(
@@ -283,32 +459,89 @@ def wrap(
     description: str = "",
     options: tuple[tuple[str, Any], ...] = (),
     conventions: tuple[Any, ...] = (),
+    dtype: str = "float64",
+    device: str | None = None,
+    reduction: str = "none",
+    gradient_of: str | None = None,
+    log_ratio_range: tuple[float, float] | None = None,
 ) -> Implementation:
     """An :class:`Implementation` of ``quantity`` that calls ``fn`` as ``signature`` says.
 
     ``batched`` declares that ``fn`` takes arrays of shape (..., n) and reduces
     the last axis (else only 1-D inputs are passed). ``options`` are recorded
     for reproduction lines (how :func:`klspec.conformance.replay` rebuilds it).
+    ``dtype`` (float64, float32, float16, bfloat16) and ``device`` (torch and jax:
+    ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, ...) say what the arguments are
+    made of; ``reduction`` (:data:`REDUCTIONS`) that ``fn`` returns a sum or mean
+    over positions; for k1/k2/k3, ``gradient_of`` declares a straight-through
+    estimator (the value of ``quantity``, the gradient of another) and
+    ``log_ratio_range`` the (lo, hi) of log r where it is exact (it clamps
+    outside). Torch and jax targets of k1/k2/k3 are differentiated with their own
+    autograd.
     """
     if quantity not in QUANTITIES:
         raise SignatureError(f"unknown quantity {quantity!r}; use one of {', '.join(QUANTITIES)}")
     sig = parse_signature(signature or QUANTITIES[quantity].signature, quantity)
     if array not in ARRAYS:
         raise SignatureError(f"unknown array type {array!r}; use one of {', '.join(ARRAYS)}")
+    try:
+        reason = missing_dtype(array, dtype)
+    except ValueError as exc:
+        raise SignatureError(str(exc)) from None
+    if reason:
+        raise SignatureError(f"--dtype {dtype} with --array {array}: {reason}")
+    if device is not None and array == "numpy":
+        raise SignatureError(
+            "--device applies to torch and jax arrays; numpy arrays live on the CPU"
+        )
+    if reduction not in REDUCTIONS:
+        raise SignatureError(f"unknown reduction {reduction!r}; use one of {', '.join(REDUCTIONS)}")
     field = QUANTITIES[quantity].name
+    estimator = field in ESTIMATORS
+    if gradient_of is not None:
+        if not estimator or gradient_of not in ESTIMATORS:
+            raise SignatureError(
+                f"--gradient-of {gradient_of}: a straight-through target computes one of "
+                f"{', '.join(ESTIMATORS)} (--quantity) and takes the gradient of another"
+            )
+        if array == "numpy":
+            raise SignatureError(
+                "--gradient-of needs autograd: give a torch or jax target (--array torch|jax); "
+                "a numpy function has no gradient other than its value's"
+            )
+    if log_ratio_range is not None:
+        lo, hi = (float(x) for x in log_ratio_range)
+        if not estimator:
+            raise SignatureError("--log-ratio-range applies to k1, k2 and k3 targets")
+        if not lo < hi:
+            raise SignatureError(f"--log-ratio-range {lo:g}:{hi:g} must have LO < HI")
+        log_ratio_range = (lo, hi)
     names = QUANTITIES[quantity].arguments
+    calling = Calling(array, dtype, device, reduction)
 
     def call(*arrays, **_):
-        return call_with(fn, sig, array, dict(zip(names, arrays, strict=True)))
+        return call_with(fn, sig, calling, dict(zip(names, arrays, strict=True)))
 
     call.__name__ = getattr(fn, "__name__", "function")
-    call.__doc__ = f"{name} called as {sig.text} on {ARRAYS[array][1]}"
+    where = f" on {device}" if device else ""
+    call.__doc__ = f"{name} called as {sig.text} on {dtype} {ARRAYS[array][1]}{where}"
+    derivatives = {}
+    if estimator and array != "numpy":
+
+        def derivative(*arrays):
+            return derivative_with(fn, sig, calling, dict(zip(names, arrays, strict=True)), "logp")
+
+        derivatives[field] = derivative
     return Implementation(
         name=name,
         capabilities=frozenset({"batched"} if batched else ()),
         description=description or call.__doc__,
         options=options,
         conventions=conventions,
+        dtype=dtype,
+        derivatives=derivatives,
+        gradient_of={field: gradient_of} if gradient_of else {},
+        log_ratio_range=log_ratio_range,
         **{field: call},
     )
 

@@ -25,7 +25,17 @@ from klspec.conformance.signatures import (
 from klspec.spec.interface import CAPABILITIES, FUNCTIONS, QUANTITIES, Implementation
 
 #: The keyword options of a module:function target (``klspec check --signature ...``).
-OPTIONS = ("quantity", "signature", "batched", "array")
+OPTIONS = (
+    "quantity",
+    "signature",
+    "batched",
+    "array",
+    "dtype",
+    "device",
+    "reduction",
+    "gradient_of",
+    "log_ratio_range",
+)
 
 
 class TargetError(LookupError):
@@ -78,8 +88,10 @@ def resolve(target: str | Callable[..., Any], **options: Any) -> Implementation:
     too), or a function. Functions and module:function targets take the
     options ``quantity`` (a key of :data:`~klspec.spec.interface.QUANTITIES`:
     "kl", "entropy", "cross-entropy", "token-kl", "k1", "k2", "k3"),
-    ``signature``, ``batched`` and ``array`` ("numpy", "torch" or "jax"); see
-    :mod:`klspec.conformance.signatures`.
+    ``signature``, ``batched``, ``array`` ("numpy", "torch" or "jax"), ``dtype``
+    ("float64", "float32", "float16", "bfloat16"), ``device`` (torch and jax),
+    ``reduction`` ("none", "sum", "mean"), ``gradient_of`` and ``log_ratio_range``
+    (k1/k2/k3); see :func:`klspec.conformance.signatures.wrap`.
 
     Raises :class:`TargetError` (or :class:`AdapterUnavailable`) for a target
     that cannot be checked, :class:`~klspec.conformance.signatures.SignatureError`
@@ -97,7 +109,12 @@ def resolve(target: str | Callable[..., Any], **options: Any) -> Implementation:
         )
     # Defaults are dropped so that reproduction lines show only what differs from them.
     quantity = given.get("quantity", "kl")
-    for key, default in (("quantity", "kl"), ("array", "numpy")):
+    for key, default in (
+        ("quantity", "kl"),
+        ("array", "numpy"),
+        ("dtype", "float64"),
+        ("reduction", "none"),
+    ):
         if given.get(key) == default:
             del given[key]
     if quantity in QUANTITIES and given.get("signature") == QUANTITIES[quantity].signature:
@@ -147,6 +164,11 @@ def _wrap_function(
         batched=bool(options.get("batched")),
         array=array,
         options=tuple(sorted(options.items())),
+        dtype=options.get("dtype", "float64"),
+        device=options.get("device"),
+        reduction=options.get("reduction", "none"),
+        gradient_of=options.get("gradient_of"),
+        log_ratio_range=options.get("log_ratio_range"),
     )
     return impl if by_name else impl.replace(by_name=False)
 

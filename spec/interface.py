@@ -160,6 +160,7 @@ CAPABILITIES: dict[str, str] = {
     "base": "accepts base= (the result is divided by ln base)",
     "axis": "accepts axis= (the axis holding the outcomes)",
     "validates": "raises ValueError/TypeError naming the argument on bad input",
+    "log_ratio_range": "k1/k2/k3 exact only where log r lies in a declared range (clamped outside)",
 }
 
 
@@ -195,14 +196,36 @@ class Implementation:
     departures from the clauses that the library chose on purpose (see
     :mod:`klspec.conformance.conventions`), so that a report can say a value
     differs *by convention* rather than call it wrong.
+
+    How it computes, for the checks that adapt to it:
+
+    ``dtype``
+        the floating-point format it computes in (a key of
+        :data:`klspec.spec.precision.PRECISIONS`, default ``"float64"``): checks round
+        their inputs to it and derive tolerances from its unit roundoff;
+    ``derivatives``
+        ``{name: d(logp, ref_logp)}``, the gradient of a per-sample function with
+        respect to its first argument as the implementation's own autograd computes it
+        (the ``estimator.gradients`` checks use it instead of finite differences);
+    ``gradient_of``
+        ``{name: other}`` for a straight-through estimator: the value of ``name``,
+        the gradient of ``other`` (``{"k3": "k2"}``);
+    ``log_ratio_range``
+        ``(lo, hi)``: k1/k2/k3 are exact only where log r = ref_logp − logp lies in
+        [lo, hi] (a clamp by design); value and gradient checks draw there, and the
+        capability ``log_ratio_range`` is declared.
     """
 
     __slots__ = (
         "by_name",
         "capabilities",
         "conventions",
+        "derivatives",
         "description",
+        "dtype",
         "functions",
+        "gradient_of",
+        "log_ratio_range",
         "name",
         "options",
     )
@@ -216,6 +239,10 @@ class Implementation:
         options: tuple[tuple[str, Any], ...] = (),
         by_name: bool = True,
         conventions: tuple[Any, ...] = (),
+        dtype: str = "float64",
+        derivatives: dict[str, Callable[..., Any]] | None = None,
+        gradient_of: dict[str, str] | None = None,
+        log_ratio_range: tuple[float, float] | None = None,
         **functions: Callable[..., Any] | None,
     ) -> None:
         unknown = sorted(set(functions) - ARGUMENTS.keys())
@@ -224,7 +251,9 @@ class Implementation:
                 f"implementation {name!r}: unknown functions {unknown}; known: "
                 f"{', '.join(ARGUMENTS)}"
             )
-        caps = frozenset(capabilities)
+        caps = (frozenset(capabilities) - {"log_ratio_range"}) | (
+            {"log_ratio_range"} if log_ratio_range is not None else set()
+        )
         bad = caps - CAPABILITIES.keys()
         if bad:
             raise ValueError(
@@ -242,6 +271,10 @@ class Implementation:
             ("options", tuple(options)),
             ("by_name", by_name),
             ("conventions", tuple(conventions)),
+            ("dtype", str(dtype)),
+            ("derivatives", dict(derivatives or {})),
+            ("gradient_of", dict(gradient_of or {})),
+            ("log_ratio_range", None if log_ratio_range is None else tuple(log_ratio_range)),
         ):
             object.__setattr__(self, attribute, value)
 
@@ -265,12 +298,23 @@ class Implementation:
             "options": self.options,
             "by_name": self.by_name,
             "conventions": self.conventions,
+            "dtype": self.dtype,
+            "derivatives": self.derivatives,
+            "gradient_of": self.gradient_of,
+            "log_ratio_range": self.log_ratio_range,
             **self.functions,
         }
         fields.update(changes)
         return Implementation(
             changes.get("name", self.name), **{k: v for k, v in fields.items() if k != "name"}
         )
+
+    @property
+    def precision(self) -> Any:
+        """The :class:`~klspec.spec.precision.Precision` of :attr:`dtype`."""
+        from klspec.spec.precision import precision
+
+        return precision(self.dtype)
 
     @property
     def provides(self) -> frozenset[str]:

@@ -42,12 +42,37 @@ class Check:
     #: The hazard (klspec.spec.hazards) the check is about, drawn on purpose: a root-cause
     #: analysis removes the others, never this one.
     hazard: str | None = None
+    #: What of the implementation the strategy adapts to, passed to its factory as keywords:
+    #: "precision" (the check rounds its inputs to the target's format and derives its
+    #: tolerances from it; checks without it run at float64 only), "log_ratio_range".
+    adapts: tuple[str, ...] = ()
+    #: Inputs tried first on every run, whatever the seed: ``examples(precision)`` gives
+    #: the known killers of the clause in that format.
+    examples: Callable[[Any], list[Any]] | None = None
 
-    def search_strategy(self) -> st.SearchStrategy | None:
-        """The strategy, built if it was given as a factory."""
+    def search_strategy(self, impl: Implementation | None = None) -> st.SearchStrategy | None:
+        """The strategy, built if it was given as a factory (for ``impl``'s format and range)."""
         if self.strategy is None or isinstance(self.strategy, st.SearchStrategy):
             return self.strategy
-        return self.strategy()
+        if impl is None or not self.adapts:
+            return self.strategy()
+        given = {"precision": impl.precision, "log_ratio_range": impl.log_ratio_range}
+        return self.strategy(**{k: given[k] for k in self.adapts})
+
+    def explicit(self, impl: Implementation | None = None) -> list[Any]:
+        """The inputs tried first for ``impl`` (its format's killers), possibly none."""
+        if self.examples is None:
+            return []
+        from klspec.spec.precision import FLOAT64
+
+        precision = impl.precision if impl is not None else FLOAT64
+        if "log_ratio_range" in self.adapts and impl is not None and impl.log_ratio_range:
+            return self.examples(precision, log_ratio_range=impl.log_ratio_range)
+        return self.examples(precision)
+
+    def runs_at(self, impl: Implementation) -> bool:
+        """Whether the check can judge ``impl`` in its format (float64, or it adapts)."""
+        return impl.dtype == "float64" or "precision" in self.adapts
 
     @property
     def description(self) -> str:
@@ -82,6 +107,8 @@ def check(
     strategy: StrategySource = None,
     max_examples: int | None = None,
     hazard: str | None = None,
+    adapts: tuple[str, ...] = (),
+    examples: Callable[[Any], list[Any]] | None = None,
 ) -> Callable[[Property], Property]:
     """Register the decorated property as one check per input, named ``clause_id[label]``.
 
@@ -89,7 +116,9 @@ def check(
     ``name`` (default: the clause id), drawing from ``strategy`` (default:
     none, a fixed input). ``max_examples`` caps the examples of a costly check
     (its oracle integrates numerically, say), whatever the profile asks for;
-    ``hazard`` names the hazard the check draws on purpose (a special case).
+    ``hazard`` names the hazard the check draws on purpose (a special case);
+    ``adapts`` what the strategies adapt to (see :class:`Check`), and ``examples``
+    the inputs every run tries first.
     """
 
     def register(prop: Property) -> Property:
@@ -101,7 +130,15 @@ def check(
         for check_name, source in checks.items():
             REGISTERED.append(
                 Check(
-                    check_name, clause_id, frozenset(needs), source, checked, max_examples, hazard
+                    check_name,
+                    clause_id,
+                    frozenset(needs),
+                    source,
+                    checked,
+                    max_examples,
+                    hazard,
+                    tuple(adapts),
+                    examples,
                 )
             )
         return prop
