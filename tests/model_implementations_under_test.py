@@ -26,9 +26,27 @@ def _log_softmax(x, dtype=np.float64):
 
 
 def textbook_token_kl(logits_p, logits_q):
-    """float64 log_softmax, Σ P (log P − log Q), clamped at 0 (torch's kl_div with log_target)."""
+    """float64 log_softmax, Σ P (log P − log Q) over P's unmasked tokens, clamped at 0."""
     la, lb = _log_softmax(logits_p), _log_softmax(logits_q)
-    return np.maximum(np.sum(np.exp(la) * (la - lb), axis=-1), 0.0)
+    with np.errstate(invalid="ignore"):
+        terms = np.where(np.isneginf(la), 0.0, np.exp(la) * (la - lb))
+    return np.maximum(np.sum(terms, axis=-1), 0.0)
+
+
+def token_kl_unmasked(logits_p, logits_q):
+    """torch's kl_div(log_softmax(b), log_softmax(a), log_target=True): 0·(−inf) = NaN at a
+    −inf logit of P."""
+    la, lb = _log_softmax(logits_p), _log_softmax(logits_q)
+    with np.errstate(invalid="ignore"):
+        return np.maximum(np.sum(np.exp(la) * (la - lb), axis=-1), 0.0)
+
+
+def token_kl_masked_fill(logits_p, logits_q):
+    """Every term at a −inf logit of either row set to 0: finite where Q masks what P holds."""
+    la, lb = _log_softmax(logits_p), _log_softmax(logits_q)
+    masked = np.isneginf(logits_p) | np.isneginf(logits_q)
+    with np.errstate(invalid="ignore"):
+        return np.maximum(np.sum(np.where(masked, 0.0, np.exp(la) * (la - lb)), axis=-1), 0.0)
 
 
 def token_kl_unclamped(logits_p, logits_q):
@@ -124,6 +142,14 @@ def k3_literal(logp, ref_logp):
     d = np.asarray(ref_logp, dtype=np.float64) - logp
     with np.errstate(over="ignore"):
         return (np.exp(d) - 1.0) - d
+
+
+def k3_exp_minus_d_minus_1(logp, ref_logp):
+    """exp(d) − d − 1 (TRL GRPO's order) in float64: negative where e^d rounds down to a
+    binade edge, e.g. log π = −1 with log π_ref one ulp above."""
+    d = np.asarray(ref_logp, dtype=np.float64) - logp
+    with np.errstate(over="ignore"):
+        return np.exp(d) - d - 1.0
 
 
 def k3_literal_float32(logp, ref_logp):
@@ -538,6 +564,8 @@ TK_SWAPPED = _one("token_kl_swapped", token_kl=token_kl_swapped)
 TK_MEAN = _one("token_kl_mean_over_vocabulary", token_kl=token_kl_mean_over_vocabulary)
 TK_NAIVE = _one("token_kl_naive_softmax", token_kl=token_kl_naive_softmax)
 TK_FLOORED = _one("token_kl_floored", token_kl=token_kl_floored)
+TK_UNMASKED = _one("token_kl_unmasked", token_kl=token_kl_unmasked)
+TK_MASK_FILL = _one("token_kl_masked_fill", token_kl=token_kl_masked_fill)
 CHAIN_BROKEN = Implementation(
     "token_kl_swapped, with a correct kl",
     token_kl=token_kl_swapped,
@@ -557,6 +585,7 @@ RATIO_TIMES_MASK = _one(
 )
 K3_LITERAL = _one("k3_literal", k3=k3_literal)
 K3_LITERAL_FLOAT32 = _one("k3_literal_float32", k3=k3_literal_float32)
+K3_LITERAL_A = _one("k3_exp_minus_d_minus_1", k3=k3_exp_minus_d_minus_1)
 K1_FLIPPED = _one("k1_sign_flipped", k1=k1_sign_flipped)
 K1_CLAMPED = _one("k1_clamped", k1=k1_clamped)
 K1_LINEARISED = _one("k1_linearised", k1=k1_linearised)
@@ -566,6 +595,22 @@ K2_FLOAT32 = _one("k2_in_float32", k2=k2_in_float32)
 K3_SWAPPED = _one("k3_swapped", k3=k3_swapped)
 K3_FLOAT32 = _one("k3_in_float32", k3=k3_in_float32)
 K3_CLAMP = _one("k3_saturating_clamp", k3=k3_saturating_clamp)
+#: Clamped estimators that declare where they are exact: the clamp biases their mean outside.
+CLAMPED = {
+    "k1": Implementation(
+        "k1 clamped to [-10, 10]",
+        k1=lambda logp, ref_logp: np.clip(textbook_k1(logp, ref_logp), -10.0, 10.0),
+        log_ratio_range=(-10.0, 10.0),
+    ),
+    "k2": Implementation(
+        "k2 clamped to <= 10",
+        k2=lambda logp, ref_logp: np.minimum(textbook_k2(logp, ref_logp), 10.0),
+        log_ratio_range=(-4.47, 4.47),
+    ),
+    "k3": K3_CLAMP.replace(
+        name="k3 with log r clamped to [-10, 10]", log_ratio_range=(-10.0, 10.0)
+    ),
+}
 
 TK_IN_PLACE = _one("token_kl_in_place", token_kl=token_kl_in_place)
 K_IN_PLACE = {
@@ -582,6 +627,9 @@ BROKEN_MODELS: dict[str, tuple[Implementation, ...]] = {
     "token_kl.nonnegative[equal_logits]": (TK_FLOORED,),
     "token_kl.nonnegative[logits]": (TK_FLOORED,),
     "token_kl.shift_invariant": (TK_NAIVE,),
+    "token_kl.nonnegative[ulp_apart_logits]": (TK_UNCLAMPED,),
+    "token_kl.masked": (TK_UNMASKED, TK_MASK_FILL),
+    **{f"estimator.clamp_bias[{k}]": (impl,) for k, impl in CLAMPED.items()},
     "sequence.log_ratio": (RATIO_SWAPPED, RATIO_TIMES_MASK),
     "sequence.log_prob": (SEQ_TIMES_MASK, SEQ_NO_MASK, SEQ_FLOAT32),
     "sequence.kl_chain_rule": (CHAIN_BROKEN, CHAIN_MEAN),
@@ -590,10 +638,10 @@ BROKEN_MODELS: dict[str, tuple[Implementation, ...]] = {
     "estimator.definitions[k3]": (K3_SWAPPED, K3_FLOAT32, K3_CLAMP),
     "estimator.unbiased[k1]": (K1_FLIPPED, K1_CLAMPED),
     "estimator.unbiased[k3]": (K3_SWAPPED,),
-    "estimator.k3_nonnegative[sampled]": (K3_LITERAL,),
-    # Whole vocabularies of nearly equal π, π_ref: the float64 literal goes negative only
-    # for log-ratios below ~1e-8, too rare here to rely on; float32 cancels far sooner.
-    "estimator.k3_nonnegative[tokens]": (K3_LITERAL_FLOAT32,),
+    # The killers (log π a few u below 0, or at −½ and −1, log π_ref a few ulps away) are
+    # tried first on every run: the literal forms fail whatever the seed.
+    "estimator.k3_nonnegative[sampled]": (K3_LITERAL, K3_LITERAL_A),
+    "estimator.k3_nonnegative[tokens]": (K3_LITERAL, K3_LITERAL_A, K3_LITERAL_FLOAT32),
     "estimator.k2_bias[tokens]": (K2_NO_HALF, K2_FLIPPED),
     "estimator.k2_bias[sampled]": (K2_FLIPPED,),
     "estimator.k1_sign": (K1_CLAMPED,),

@@ -12,11 +12,15 @@ _LANGUAGE_MODELS = (
         r" \log\frac{\mathrm{softmax}(a)_v}{\mathrm{softmax}(b)_v}",
         "definition",
         ("token_kl",),
-        "Checked against mpmath on the exact softmax of the float64 logits. Tolerance, the "
-        "error any float64 evaluation from logits can make: a log-softmax is off by "
+        "Checked against mpmath on the exact softmax of the logits as given (rounded to the "
+        "target's dtype). Tolerance, the error any evaluation from logits in that dtype can "
+        "make, u its unit roundoff: a log-softmax is off by "
         "e_v = 4u(|a_v| + |lse a| + 1), which moves the log-ratio t_v by e_v and P_v by a "
         "relative e_v, so Σ P_v [e_v(1 + |t_v|) + e'_v] + (2γ_n + 2u)·Σ P_v|t_v| "
-        "(e'_v the same for b). It grows with the size of the logits, not of the KL.",
+        "(e'_v the same for b), plus η·Σ(|t_v| + 1) for probabilities that underflow a "
+        "narrower dtype (η its smallest subnormal). It grows with the size of the logits, not "
+        "of the KL. Logits drawn apart, nearly equal (relative 1e-15, or the dtype's u, to "
+        "1e-3) and a few ulps apart.",
         topic="language_models",
     ),
     Clause(
@@ -26,8 +30,24 @@ _LANGUAGE_MODELS = (
         r"\mathrm{token\_kl}(a, b) \ge 0,\quad \mathrm{token\_kl}(a, a) = 0",
         "property",
         ("token_kl",),
-        "Exact: no tolerance. Logits drawn equal, nearly equal (relative 1e-3 to 1e-15) and "
-        "far apart. float32 log_softmax followed by kl_div returns negative values here.",
+        "Exact, in every dtype: no tolerance. Logits drawn equal, nearly equal (relative 1e-3 "
+        "to 1e-15), a few ulps apart and far apart. float32 log_softmax followed by kl_div "
+        "returns negative values here.",
+        topic="language_models",
+    ),
+    Clause(
+        "token_kl.masked",
+        "A −inf logit is a token of probability 0 (a masked vocabulary): in P its term is 0, "
+        "not 0·(−inf) = NaN; in Q, where P has mass, the KL is +inf; the rest is the KL over "
+        "the unmasked tokens.",
+        r"a_v = -\infty \Rightarrow P_v \log\frac{P_v}{Q_v} = 0;\quad"
+        r" b_v = -\infty < a_v \Rightarrow \mathrm{token\_kl}(a, b) = +\infty",
+        "special case",
+        ("token_kl",),
+        "Rows with −inf logits in P, in Q, at the same tokens in both, in every token but one "
+        "or two, and in P at Q's largest logit, otherwise apart or a few ulps apart; at least "
+        "one finite logit per row. Against mpmath over the unmasked tokens, with the "
+        "tolerance of token_kl.definition; +inf exactly.",
         topic="language_models",
     ),
     Clause(
@@ -37,8 +57,10 @@ _LANGUAGE_MODELS = (
         "property",
         ("token_kl",),
         "Logits are drawn on the grid 2^-30·k (|k| < 2^36) and shifted by an integer below "
-        "2^20, so a + c is exact; the results may differ by the sum of the two calls' value "
-        "tolerances (token_kl.definition), which grow with the size of the logits.",
+        "2^20, so a + c is exact (in float32 the grid 2^-16·k below 64 and shifts below 64; in "
+        "bfloat16 and float16 2^-7·k or 2^-4·k below 4 and shifts below 4); the results may "
+        "differ by the sum of the two calls' value tolerances (token_kl.definition), which "
+        "grow with the size of the logits.",
         topic="language_models",
     ),
     Clause(
@@ -93,12 +115,17 @@ _ESTIMATORS = (
         r"\quad r = \frac{\pi_{ref}(t)}{\pi(t)}",
         "definition",
         ("k1", "k2", "k3"),
-        "Elementwise against mpmath on the float64 inputs, within the error of a correct "
-        "float64 evaluation of the formula: d = ref_logp − logp is rounded once, so k1 is "
-        "within 2u|d|, k2 within 4u·k2, and k3 = (e^d − 1) − d within "
-        "4u·(e^d(1 + |d|) + 1 + |d|) (exp and two subtractions). The literal k3 meets this "
-        "but is negative for tiny |d|: estimator.k3_nonnegative. Log-ratios from 1e-300 to "
-        "700 in size, of either sign.",
+        "Elementwise against mpmath on the inputs as given (rounded to the target's dtype), "
+        "within the error of a correct evaluation of the formula in that dtype, with u its "
+        "unit roundoff (2⁻⁵³ float64, 2⁻²⁴ float32, 2⁻⁸ bfloat16, 2⁻¹¹ float16): "
+        "d = ref_logp − logp is rounded once, so k1 is within 2u|d|, k2 within 4u·k2, and "
+        "k3 = (e^d − 1) − d within 4u·(e^d(1 + |d|) + 1 + |d|) (exp and two subtractions), "
+        "plus a few subnormals of the dtype for results that underflow. The literal k3 meets "
+        "this but is negative for tiny |d|: estimator.k3_nonnegative. Log-ratios from the "
+        "dtype's smallest subnormal to 700 in size (|d| < 0.9·log(max) so that e^d is finite "
+        "in the dtype), of either sign, and the killers of the literal forms (log π a few u "
+        "below 0, or near −½ and −1, with log π_ref a few ulps away), tried first on every "
+        "run. A target declaring --log-ratio-range LO:HI is checked where LO ≤ d ≤ HI.",
         topic="language_models",
     ),
     Clause(
@@ -118,8 +145,12 @@ _ESTIMATORS = (
         r"k_3 = (r - 1) - \log r \ge 0",
         "property",
         ("k3",),
-        "Exact: no tolerance. The literal (exp(d) − 1) − d in float64 cancels for |d| < 1e-8 "
-        "and returns negative values.",
+        "Exact, in every dtype: no tolerance. The literal (exp(d) − 1) − d cancels for |d| "
+        "below √u and returns −d when e^d rounds to 1 (log π a few u below 0, log π_ref one "
+        "ulp above it), and exp(d) − d − 1 goes negative where e^d rounds down across a "
+        "binade (log π near −½ or −1, log π_ref 1 to 3 ulps above): those inputs are tried "
+        "first on every run, whatever the seed. expm1(d) − d cannot go negative (a correctly "
+        "rounded expm1 of d never falls below d).",
         topic="language_models",
     ),
     Clause(
@@ -152,14 +183,38 @@ _ESTIMATORS = (
         r"\ E_\pi[\nabla k_3] = \nabla KL(\pi_{ref} \| \pi)",
         "property",
         ("k1", "k2", "k3"),
-        "By enumeration on small models with π = softmax(θ): ∂k/∂logp is taken by central "
-        "finite differences of the implementation (step h = 2^-17), times the exact "
-        "∇_θ log π(t) = e_t − π; the right-hand sides are in closed form. Numeric, not a "
-        "proof: the tolerance is the finite-difference error h²/6·max|k'''| plus the "
-        "value tolerances of k at both points divided by the step (estimator.definitions), "
-        "weighted by π and summed over the enumeration.",
+        "By enumeration on small models with π = softmax(θ). For torch and jax targets "
+        "∂k/∂logp is the target's own autograd, in its dtype, checked per token against the "
+        "exact slope (k1: 1, k2: −log r, k3: 1 − r) within 4u(|slope| + …) of the dtype, "
+        "then weighted by the exact ∇_θ log π(t) = e_t − π; a straight-through target "
+        "(--gradient-of k2: k3's value, k2's gradient) is held to the gradient it declares. "
+        "For numpy targets ∂k/∂logp is a central finite difference with step h ≈ u^(1/3) "
+        "(2⁻¹⁷ in float64, 2⁻⁷ in float32): numeric, not a proof, with tolerance the "
+        "truncation error h²/6·max|k‴| plus the value tolerances at both points divided by "
+        "the step (estimator.definitions). The right-hand sides are in closed form.",
         topic="language_models",
     ),
 )
 
-CLAUSES: tuple[Clause, ...] = (*_LANGUAGE_MODELS, *_ESTIMATORS)
+_CLAMPS = (
+    Clause(
+        "estimator.clamp_bias",
+        "A k1/k2/k3 that clamps (its estimate, or log r) is exact only inside the range it "
+        "declares; outside, the clamp biases the mean, and the report says by how much.",
+        r"E_\pi[\mathrm{clamp}(k)] - E_\pi[k] \ne 0 \text{ when } \pi(\log r \notin"
+        r" [\mathrm{lo}, \mathrm{hi}]) > 0",
+        "property",
+        ("k1", "k2", "k3"),
+        "Runs only for a target that declares --log-ratio-range LO:HI. On three tokens (one "
+        "with log r = HI + 1, one with LO − 1, one near 0) it compares E_π[k] of the target "
+        "with E_π of the unclamped estimator (mpmath), within the per-token tolerances of "
+        "estimator.definitions, and reports the bias and how much of π's mass lies outside. "
+        "Advisory: clamping is a design choice, stated by the range; the range of a k3 "
+        "clamped to ≤ C is [−(C + 1), x] with e^x − 1 − x = C (about [−11, 2.61] for "
+        "C = 10), intersected with any clamp on log r itself.",
+        level="advisory",
+        topic="language_models",
+    ),
+)
+
+CLAUSES: tuple[Clause, ...] = (*_LANGUAGE_MODELS, *_ESTIMATORS, *_CLAMPS)
