@@ -198,6 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _hypothesis_cache() -> None:
+    """Keep hypothesis's files out of the working directory: a user cache directory.
+
+    hypothesis writes ``.hypothesis/`` (with absolute paths inside) into the current
+    directory unless told otherwise; ``HYPOTHESIS_STORAGE_DIRECTORY``, if the user set
+    it, is kept.
+    """
+    from pathlib import Path
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(cache / "klspec" / "hypothesis"))
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the ``klspec`` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -207,6 +220,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             argv[i : i + 2] = [f"{word}={argv[i + 1]}"]
             break
     args = build_parser().parse_args(argv)
+    _hypothesis_cache()
     try:
         return COMMANDS[args.command][2](args, out or sys.stdout)
     except BrokenPipeError:

@@ -171,6 +171,13 @@ def check(args: argparse.Namespace, out: TextIO) -> int:
         return 2
     for warning in xfails.warnings if xfails else ():
         sys.stderr.write(f"klspec check: warning: {warning}\n")
+    array = wrong_array(impl, args.target, options, args.timeout)
+    if array is not None:
+        sys.stderr.write(
+            f"klspec check: error: {args.target} raises TypeError or AttributeError on numpy "
+            f"arrays, and runs on {array} arrays: pass --array {array}\n"
+        )
+        return 2
     expected = xfails.expected if xfails else {}
     report = run_report(impl, args, expected, out)
     for name in unmatched(expected, report):
@@ -184,21 +191,25 @@ def check(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_report(impl, args: argparse.Namespace, expected: dict[str, str], out: TextIO):
-    """Run the checks with progress lines, then print the failures and the summary."""
+    """Run the checks with progress lines, then print the failures and the summary.
+
+    Clauses the target cannot be checked against (it lacks their function, or they
+    are checked in float64 only and the target is not) fold into one line each.
+    """
     from klspec.conformance.report import clause_line, describe
     from klspec.conformance.runner import run
     from klspec.spec.clauses import CATALOG
-    from klspec.spec.interface import topic_functions
 
     width = max(len(c.id) for c in CATALOG)
-    elsewhere = []  # clauses of topics the target has no function for
+    lacking, float64_only = [], []
 
     def progress(result) -> None:
-        if result.status == "skip" and not set(topic_functions(result.clause.topic)) & (
-            impl.provides
-        ):
-            elsewhere.append(result.clause.id)
-            return
+        if result.status == "skip":
+            lacks = [r.reason.startswith(f"{impl.name} lacks") for r in result.results]
+            only = [r.reason.startswith("checked in float64 only") for r in result.results]
+            if all(a or b for a, b in zip(lacks, only, strict=True)):
+                (float64_only if any(only) else lacking).append(result.clause.id)
+                return
         out.write(clause_line(result, width) + "\n")
         out.flush()
 
@@ -213,13 +224,76 @@ def run_report(impl, args: argparse.Namespace, expected: dict[str, str], out: Te
         isolate=True,
         expected=expected,
     )
-    if elsewhere:
+    if float64_only:
         out.write(
-            f"({len(elsewhere)} clauses on topics {impl.name} has no function for are not "
+            f"({len(float64_only)} clauses are checked in float64 only and were not run for "
+            f"{impl.dtype}: {', '.join(float64_only)})\n"
+        )
+    if lacking:
+        out.write(
+            f"({len(lacking)} clauses need functions {impl.name} does not have and are not "
             "shown; `klspec list` has them all)\n"
         )
     out.write("\n" + describe(report))
     return report
+
+
+def wrong_array(impl, target: str, options: dict, timeout: float | None) -> str | None:
+    """The array type a module:function target needs, when numpy arrays make it raise.
+
+    A function written for torch or jax raises TypeError (or AttributeError:
+    ``'numpy.ndarray' object has no attribute 'float'``) on numpy input, which would
+    read as a failure of every clause. One check is run (in a forked worker) with
+    numpy arrays; if it raises so and the same check runs with torch tensors or jax
+    arrays, that array type is the answer. None when no --array would help.
+    """
+    from klspec.conformance.runner import run
+    from klspec.conformance.signatures import missing_library
+    from klspec.conformance.targets import resolve
+    from klspec.spec.checks import checks_for
+    from klspec.spec.clauses import CATALOG
+
+    if options.get("array") or ":" not in target:
+        return None
+    probe = next(
+        (
+            c.id
+            for c in CATALOG
+            if c.kind == "definition" and any(not impl.missing(k.needs) for k in checks_for(c.id))
+        ),
+        None,
+    )
+    if probe is None:
+        return None
+
+    def raises_on_type(candidate) -> bool:
+        report = run(
+            candidate,
+            [probe],
+            profile="fast",
+            max_examples=2,
+            timeout=timeout,
+            isolate=True,
+            causes=False,
+        )
+        failures = [r for c in report.clauses for r in c.failures]
+        return bool(failures) and all(
+            r.symptom == "raises" and ("TypeError" in r.message or "AttributeError" in r.message)
+            for r in failures
+        )
+
+    if not raises_on_type(impl):
+        return None
+    for array in ("torch", "jax"):
+        if missing_library(array):
+            continue
+        try:
+            other = resolve(target, **{**options, "array": array})
+        except Exception:
+            continue
+        if not raises_on_type(other):
+            return array
+    return None
 
 
 # --- expected failures ---------------------------------------------------------------

@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 
 from klspec.conformance.conventions import (
-    FLOAT32,
     GENERALISED,
     MEAN_OVER_ELEMENTS,
     UNNORMALISED,
     clipped,
 )
+from klspec.conformance.rlhf_libraries import LIBRARIES
 from klspec.conformance.signatures import wrap
 from klspec.spec.interface import Implementation
 
@@ -377,23 +377,46 @@ def torch_kl_div_logits() -> Implementation:
 
 @_adapter("torch.kl_div.logits.float32", "torch")
 def torch_kl_div_logits_float32() -> Implementation:
-    """The same per-token KL from logits, computed in float32 (how models usually run it).
+    """The same per-token KL from float32 logits (how models usually run it).
 
-    Conventions: as torch.kl_div.logits, but the logits are cast to float32
-    first and the result back to float64: the matrix shows what float32 costs
-    (absolute errors of order 1e-7 times the logits' magnitude, and negative
-    KL on nearly equal rows).
+    Conventions: as torch.kl_div.logits, on float32 logits: log_softmax, the
+    terms and the sum are float32 (the result is converted to float64). The
+    checks draw float32 logits and judge the value with float32's unit roundoff
+    (--dtype float32): float32 rounding is not a failure, a wrong formula is, and
+    so is a negative KL or a NaN.
     """
     return wrap(
         _torch_token_kl("float32"),
         name="torch.kl_div.logits.float32",
         quantity="token-kl",
         array="torch",
+        dtype="float32",
         description=(
             "F.kl_div(log_softmax(b), log_softmax(a), reduction='none', log_target=True)"
-            ".sum(-1), float32"
+            ".sum(-1) on float32 logits"
         ),
-        conventions=(FLOAT32,),
+    )
+
+
+@_adapter("torch.kl_div.logits.bfloat16", "torch")
+def torch_kl_div_logits_bfloat16() -> Implementation:
+    """The same per-token KL from bfloat16 logits (mixed-precision training without upcasting).
+
+    Conventions: as torch.kl_div.logits, on bfloat16 logits: log_softmax and
+    kl_div run in bfloat16 (torch computes each op in float32 inside and rounds
+    its result to bfloat16, 8 significant bits), the sum too. Judged with
+    bfloat16's unit roundoff, 2^-8 (--dtype bfloat16).
+    """
+    return wrap(
+        _torch_token_kl("bfloat16"),
+        name="torch.kl_div.logits.bfloat16",
+        quantity="token-kl",
+        array="torch",
+        dtype="bfloat16",
+        description=(
+            "F.kl_div(log_softmax(b), log_softmax(a), reduction='none', log_target=True)"
+            ".sum(-1) on bfloat16 logits"
+        ),
     )
 
 
@@ -584,3 +607,31 @@ def keras_kl_divergence() -> Implementation:
         description=f"keras.losses.kl_divergence(p, q), backend {keras.backend.backend()}",
         conventions=(KERAS_CLIP,),
     )
+
+
+# --- RLHF and distillation libraries ----------------------------------------------------
+
+
+def _library_adapter(record: Any) -> None:
+    """Register a :class:`~klspec.conformance.rlhf_libraries.LibraryKL` as an adapter."""
+
+    def build() -> Implementation:
+        return wrap(
+            record.function,
+            name=record.name,
+            quantity=record.quantity,
+            array="torch",
+            dtype=record.dtype,
+            reduction=record.reduction or "none",
+            gradient_of=record.gradient_of,
+            log_ratio_range=record.log_ratio_range,
+            description=f"{record.library}: {record.summary} ({record.dtype})",
+        )
+
+    build.__doc__ = record.doc
+    build.__name__ = record.name
+    ADAPTERS[record.name] = Adapter(record.name, ("torch",), build)
+
+
+for _record in LIBRARIES:
+    _library_adapter(_record)

@@ -5,6 +5,7 @@ The entry point for a user's own test suite::
     from klspec.conformance import check
     check(my_kl)                                   # f(p, q) -> KL(P‖Q) in nats
     check(my_loss, signature="f(log_q, p)", array="torch", batched=True)
+    check(my_k3, "k3", array="torch", dtype="bfloat16")   # judged as bfloat16 code
 
 It runs every clause (in a forked worker, with a per-call timeout: see
 :mod:`klspec.conformance.isolation`), returns the
@@ -39,6 +40,11 @@ def check(
     *,
     batched: bool = False,
     array: str = "numpy",
+    dtype: str = "float64",
+    device: str | None = None,
+    reduction: str = "none",
+    gradient_of: str | None = None,
+    log_ratio_range: tuple[float, float] | None = None,
     clauses: Iterable[str] | None = None,
     profile: str = "default",
     max_examples: int | None = None,
@@ -55,7 +61,13 @@ def check(
     logits_q`` (default ``"f(p, q)"``, or ``"f(p)"`` for entropy), or for token-kl
     and the estimators by their own argument names (``"f(logp, ref_logp)"``);
     ``batched`` that it reduces the last axis of (..., n) arrays; ``array``
-    what it receives ("numpy", "torch" or "jax", float64). ``clauses``
+    what it receives ("numpy", "torch" or "jax"), ``dtype`` in which format
+    ("float64", "float32", "float16", "bfloat16": inputs are rounded to it and
+    tolerances come from its unit roundoff) and ``device`` where (torch and jax);
+    ``reduction`` ("sum", "mean") that it returns one number over positions;
+    ``gradient_of`` that a k1/k2/k3 is straight-through (its autograd gradient is
+    another estimator's); ``log_ratio_range`` the (lo, hi) of log r where a clamped
+    k1/k2/k3 is exact. ``clauses``
     restricts the run to those clause ids; ``profile``, ``max_examples`` and
     ``seed`` set the search; ``timeout`` limits each call (seconds);
     ``xfails`` maps clause ids or check names to the reason they are expected
@@ -65,7 +77,17 @@ def check(
     whose ``report`` attribute is the report) when a required clause fails.
     """
 
-    options = {"quantity": quantity, "signature": signature, "batched": batched, "array": array}
+    options = {
+        "quantity": quantity,
+        "signature": signature,
+        "batched": batched,
+        "array": array,
+        "dtype": dtype,
+        "device": device,
+        "reduction": reduction,
+        "gradient_of": gradient_of,
+        "log_ratio_range": log_ratio_range,
+    }
     if isinstance(target, str) and (":" not in target):
         options = {}  # a built-in target keeps its own conventions
     impl = resolve(target, **{k: v for k, v in options.items() if v not in (None, False)})

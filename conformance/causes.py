@@ -69,13 +69,15 @@ class Cause:
     #: The convention's own words, and whether the implementation declared it.
     convention_words: str = ""
     declared: bool = False
+    #: The format the implementation was judged in (its rounding is what "rounding" means).
+    dtype: str = "float64"
 
     @property
     def text(self) -> str:
         """The cause in words: ``returns NaN where p_i = q_i = 0``."""
         what = SYMPTOMS.get(self.symptom, "violates the clause")
         if self.convention == "rounding" and self.symptom == "value":
-            what = "is accurate to float64 rounding, not to the clause's bound"
+            what = f"is accurate to {self.dtype} rounding, not to the clause's bound"
         if self.symptom == "raises" and self.detail:
             what = f"raises {self.detail}"
         if self.hazards:
@@ -179,7 +181,8 @@ def analyse(
         needed = (check.hazard,)
     if arity == 1 and needed and _pairs_itself(check, impl, case):
         needed, arity = tuple(dict.fromkeys(_AS_PAIR[h] for h in needed)), 2
-    conditions = hazards.conditions(arrays)
+    # A condition of the inputs describes a wrong number; an exception is one bug wherever.
+    conditions = hazards.conditions(arrays, impl.precision) if symptom != "raises" else []
     return Cause(
         symptom,
         needed,
@@ -308,16 +311,17 @@ def _conventions(check: Check, impl: Implementation, case: Any, symptom: str) ->
     tried = [*declared, *([] if UNNORMALISED in declared else [UNNORMALISED])]
     largest = 0.0  # the largest tolerance of the values found within their clause's rounding
     for call in calls:
-        found = _explain(call, tried, declared, symptom)
+        found = _explain(call, tried, declared, symptom, impl.precision)
         if isinstance(found, dict):
             return found
         if found is None:  # a value no convention explains, or a call it cannot judge
             return {}
         largest = max(largest, found)
-    if calls and symptom == "value":  # every call's value within a float64 evaluation's rounding
+    if calls and symptom == "value":  # every call's value within its format's rounding
         return {
             "convention": "rounding",
-            "note": "each value it returned is within the error a correct float64 evaluation "
+            "dtype": impl.dtype,
+            "note": f"each value it returned is within the error a correct {impl.dtype} evaluation "
             f"of the formula can make on these inputs (±{largest:.1g}, the inputs' own "
             "rounding included); the clause asks for more, which exact arithmetic gives",
         }
@@ -341,7 +345,11 @@ def _numbers(result: Any) -> np.ndarray | None:
 
 
 def _explain(
-    call: _Call, tried: list[Convention], declared: list[Convention], symptom: str
+    call: _Call,
+    tried: list[Convention],
+    declared: list[Convention],
+    symptom: str,
+    precision: Any = None,
 ) -> dict[str, Any] | float | None:
     """A convention (or rounding) that explains this call's value: the Cause fields; else
     the largest tolerance when every value is the clause's own within float64 rounding;
@@ -349,7 +357,8 @@ def _explain(
     got = _numbers(call.result)
     if got is None or call.kwargs:
         return None
-    if call.quantity in DIVERGENCES:
+    float64 = precision is None or precision.name == "float64"
+    if call.quantity in DIVERGENCES and float64:
         arrays = tuple(np.asarray(a, dtype=np.float64) for a in call.args)
         if got.ndim or any(a.ndim != 1 for a in arrays) or not _probabilities(arrays):
             return None
@@ -361,7 +370,7 @@ def _explain(
         a, b = (np.asarray(x, dtype=np.float64) for x in call.args)
         if a.ndim != 2 or got.shape != a.shape[:-1] or not np.isfinite(a).all():
             return None
-        values, tolerances = token_kl_expected(a, b)
+        values, tolerances = token_kl_expected(a, b, *([] if precision is None else [precision]))
         rows = [
             (float(g), (x, y), (float(v), float(t)))
             for g, x, y, v, t in zip(got, a, b, values, tolerances, strict=True)

@@ -9,12 +9,13 @@ check (``kl.nonnegative[pairs]``, ``kl(p_i == 0 and q_i > 0) -> term 0``) under
 ``klspec[TARGET]``; ``-k`` selects among them, and pytest-xdist distributes
 them (every worker collects the same items). TARGET is what ``klspec check``
 takes: a built-in adapter or ``package.module:function``, with
-``--kl-signature``, ``--kl-quantity``, ``--kl-batched`` and ``--kl-array`` saying
-how the function is called. Each check runs in a forked worker with a per-call
-timeout (:mod:`klspec.conformance.isolation`), as ``klspec check`` runs it. A check of
-an implementation lacking what it needs is skipped with the reason; a
-failure of an advisory clause, or one listed in ``--kl-xfails``, is reported
-as xfailed.
+``--kl-signature``, ``--kl-quantity``, ``--kl-batched``, ``--kl-array``,
+``--kl-dtype``, ``--kl-device``, ``--kl-reduction``, ``--kl-gradient-of`` and
+``--kl-log-ratio-range`` saying how the function is called. Each check runs in a
+forked worker with a per-call timeout (:mod:`klspec.conformance.isolation`), as
+``klspec check`` runs it. A check of an implementation lacking what it needs is
+skipped with the reason; a failure of an advisory clause, or one listed in
+``--kl-xfails``, is reported as xfailed.
 """
 
 from __future__ import annotations
@@ -47,6 +48,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--kl-batched", action="store_true", help="TARGET reduces the last axis of (..., n) arrays"
     )
     group.addoption("--kl-array", metavar="TYPE", help="numpy (default), torch or jax")
+    group.addoption(
+        "--kl-dtype",
+        metavar="DTYPE",
+        help="float64 (default), float32, float16 or bfloat16: the format of TARGET's arguments",
+    )
+    group.addoption("--kl-device", metavar="DEV", help="torch or jax device (cpu, cuda, ...)")
+    group.addoption(
+        "--kl-reduction", metavar="R", help="none (default), sum or mean over positions"
+    )
+    group.addoption(
+        "--kl-gradient-of",
+        metavar="K",
+        help="a straight-through k1/k2/k3: its autograd gradient is that of K",
+    )
+    group.addoption(
+        "--kl-log-ratio-range",
+        metavar="LO:HI",
+        help="a clamped k1/k2/k3, exact where log r lies in [LO, HI] "
+        "(e.g. --kl-log-ratio-range=-11:2.61)",
+    )
     group.addoption("--kl-profile", default="default", help="fast, default or thorough")
     group.addoption("--kl-max-examples", type=int, metavar="N", help="examples per check")
     group.addoption("--kl-seed", type=int, metavar="N", help="random seed, to repeat a run")
@@ -78,6 +99,11 @@ class _Target:
                 signature=option("kl_signature"),
                 batched=option("kl_batched"),
                 array=option("kl_array"),
+                dtype=option("kl_dtype"),
+                device=option("kl_device"),
+                reduction=option("kl_reduction"),
+                gradient_of=option("kl_gradient_of"),
+                log_ratio_range=_range(option("kl_log_ratio_range")),
             )
             profile = option("kl_profile")
             if profile not in PROFILES:
@@ -123,6 +149,21 @@ class _Target:
             analyse=True,
         )
         return next(iter(results))
+
+
+def _range(text: str | None) -> tuple[float, float] | None:
+    """``"-11:2.61"`` -> (-11.0, 2.61); a SignatureError (a usage error) if it does not read so."""
+    if text is None:
+        return None
+    from klspec.conformance.signatures import SignatureError
+
+    lo, sep, hi = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return float(lo), float(hi)
+    except ValueError:
+        raise SignatureError(f"--kl-log-ratio-range {text!r} must read LO:HI") from None
 
 
 def pytest_configure(config: pytest.Config) -> None:

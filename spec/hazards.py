@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -201,8 +202,12 @@ def near_equal(p: np.ndarray, q: np.ndarray) -> float | None:
     return difference if difference <= 1e-6 else None
 
 
-def conditions(arrays: Mapping[str, np.ndarray]) -> list[str]:
-    """Conditions of these inputs that a report should mention, in words."""
+def conditions(arrays: Mapping[str, np.ndarray], precision: Any = None) -> list[str]:
+    """Conditions of these inputs that a report should mention, in words.
+
+    A log-ratio counts as small below √u of the ``precision`` the target computes in
+    (1.5e-8 in float64, 2.4e-4 in float32), where e^d − 1 − d starts to cancel.
+    """
     found = []
     names = list(arrays)
     for a, b in (("p", "q"), ("logits_p", "logits_q")):
@@ -218,7 +223,8 @@ def conditions(arrays: Mapping[str, np.ndarray]) -> list[str]:
                     found.append(f"nearly equal logits (largest difference {gap:.0e})")
     if "logp" in names and "ref_logp" in names:
         d = np.abs(np.asarray(arrays["ref_logp"]) - np.asarray(arrays["logp"]))
-        small = d[(d > 0) & (d < 1e-8)]
+        root_u = math.sqrt(2.0**-53 if precision is None else precision.u)
+        small = d[(d > 0) & (d < root_u)]
         if small.size:
             found.append(f"a log-ratio as small as {float(small.min()):.0e}")
     return found

@@ -796,6 +796,23 @@ def _slope_tolerance(name: str, d: np.ndarray, fmt: Precision) -> np.ndarray:
         return 4 * u * (np.exp(d) * (1 + np.abs(d)) + 1) + _floor(fmt)
 
 
+def _clamp_slack(name: str, logp: np.ndarray, ref: np.ndarray, fmt: Precision) -> np.ndarray:
+    """Where k3 is within its own rounding error of 0, the slope a k3 clamped at 0 may have.
+
+    A literal k3 must be clamped at 0 to stay non-negative (estimator.k3_nonnegative);
+    where rounding took its value below 0 the clamp's gradient is 0. That happens only
+    where the exact k3 is within its value tolerance of 0 (|log r| up to about √(8u)),
+    and there the slope may be anything between 0 and the exact one.
+    """
+    if name != "k3":
+        return np.zeros_like(logp)
+    d = ref - logp
+    with np.errstate(over="ignore"):
+        value = np.expm1(d) - d  # accurate to a few ulps; only compared with a tolerance
+    near_zero = value <= 2 * estimator_tolerance("k3", logp, ref, fmt)
+    return np.where(near_zero, np.abs(_slope_exact("k3", d)), 0.0)
+
+
 def _slopes(impl: Implementation, case: Case, name: str) -> tuple[np.ndarray, np.ndarray, str]:
     """∂k/∂log π per token, its tolerance, and how it was obtained.
 
@@ -813,7 +830,7 @@ def _slopes(impl: Implementation, case: Case, name: str) -> tuple[np.ndarray, np
         if slope.shape != logp.shape:
             violated(f"{call} has shape {slope.shape}, but should have shape {logp.shape}", "shape")
         d = ref - logp
-        tolerance = _slope_tolerance(grad_of, d, fmt)
+        tolerance = _slope_tolerance(grad_of, d, fmt) + _clamp_slack(grad_of, logp, ref, fmt)
         expected = f"the gradient of {grad_of}" if grad_of != name else ""
         require_close(call, slope, _slope_exact(grad_of, d), tolerance, expected_text=expected)
         return slope, tolerance, "autograd"
@@ -829,6 +846,7 @@ def _slopes(impl: Implementation, case: Case, name: str) -> tuple[np.ndarray, np
         third = np.exp(ref - logp + h) if name == "k3" else np.zeros_like(logp)
     width = x_up - x_down
     error = (tol_up + tol_down) / width + (width / 2) ** 2 / 6 * third + U * np.abs(slope)
+    error += np.maximum(_clamp_slack(name, x_up, ref, fmt), _clamp_slack(name, x_down, ref, fmt))
     return slope, error, "finite differences"
 
 
@@ -925,4 +943,5 @@ for _name in ESTIMATORS:
         "estimator.clamp_bias",
         needs={_name, "log_ratio_range"},
         name=f"estimator.clamp_bias[{_name}]",
+        adapts=_PRECISION,  # the probe is built in the target's format
     )(functools.partial(_clamp_bias, name=_name))

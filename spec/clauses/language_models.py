@@ -185,7 +185,10 @@ _ESTIMATORS = (
         ("k1", "k2", "k3"),
         "By enumeration on small models with π = softmax(θ). For torch and jax targets "
         "∂k/∂logp is the target's own autograd, in its dtype, checked per token against the "
-        "exact slope (k1: 1, k2: −log r, k3: 1 − r) within 4u(|slope| + …) of the dtype, "
+        "exact slope (k1: 1, k2: −log r, k3: 1 − r) within 4u(|slope| + …) of the dtype "
+        "(and, where k3 is within its rounding error of 0, anything between 0 and the exact "
+        "slope: a k3 clamped at 0 to stay non-negative has no gradient where rounding took "
+        "it below 0), "
         "then weighted by the exact ∇_θ log π(t) = e_t − π; a straight-through target "
         "(--gradient-of k2: k3's value, k2's gradient) is held to the gradient it declares. "
         "For numpy targets ∂k/∂logp is a central finite difference with step h ≈ u^(1/3) "
