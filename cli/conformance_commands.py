@@ -204,7 +204,7 @@ def run_report(impl, args: argparse.Namespace, expected: dict[str, str], out: Te
     lacking, float64_only = [], []
 
     def progress(result) -> None:
-        if result.status == "skip":
+        if result.status == "skip" and not args.clause:  # clauses asked for by name are shown
             lacks = [r.reason.startswith(f"{impl.name} lacks") for r in result.results]
             only = [r.reason.startswith("checked in float64 only") for r in result.results]
             if all(a or b for a, b in zip(lacks, only, strict=True)):
@@ -226,13 +226,13 @@ def run_report(impl, args: argparse.Namespace, expected: dict[str, str], out: Te
     )
     if float64_only:
         out.write(
-            f"({len(float64_only)} clauses are checked in float64 only and were not run for "
-            f"{impl.dtype}: {', '.join(float64_only)})\n"
+            f"({len(float64_only)} clause{'s' * (len(float64_only) != 1)} checked in float64 "
+            f"only, not run for {impl.dtype}: {', '.join(float64_only)})\n"
         )
     if lacking:
         out.write(
-            f"({len(lacking)} clauses need functions {impl.name} does not have and are not "
-            "shown; `klspec list` has them all)\n"
+            f"({len(lacking)} clause{'s' * (len(lacking) != 1)} about what {impl.name} does not "
+            "provide (a function, a declared clamp) not shown; `klspec list` has them all)\n"
         )
     out.write("\n" + describe(report))
     return report

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from klspec.conformance.conventions import (
+    CROSS_ENTROPY_FOR_KL,
     GENERALISED,
     MEAN_OVER_ELEMENTS,
     UNNORMALISED,
@@ -612,6 +613,13 @@ def keras_kl_divergence() -> Implementation:
 # --- RLHF and distillation libraries ----------------------------------------------------
 
 
+#: The documented conventions of the libraries' KL code, by record.
+_LIBRARY_CONVENTIONS: dict[str, tuple[Any, ...]] = {
+    # "ForwardKLLoss" leaves out the teacher's entropy: a cross-entropy, by design.
+    "torchtune.ForwardKLLoss": (CROSS_ENTROPY_FOR_KL,),
+}
+
+
 def _library_adapter(record: Any) -> None:
     """Register a :class:`~klspec.conformance.rlhf_libraries.LibraryKL` as an adapter."""
 
@@ -626,6 +634,7 @@ def _library_adapter(record: Any) -> None:
             gradient_of=record.gradient_of,
             log_ratio_range=record.log_ratio_range,
             description=f"{record.library}: {record.summary} ({record.dtype})",
+            conventions=_LIBRARY_CONVENTIONS.get(record.name, ()),
         )
 
     build.__doc__ = record.doc

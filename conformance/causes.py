@@ -113,8 +113,9 @@ class Cause:
         """
         if self.by_convention:
             return ("convention", self.convention)
-        condition = re.sub(r"\s*\(.*\)", "", self.condition) if not self.hazards else ""
-        return (self.symptom, self.hazards, condition, self.convention, self.detail)
+        # A condition only describes the inputs (it is not shown to be needed, as a hazard
+        # is): the same symptom with and without one is one bug.
+        return (self.symptom, self.hazards, "", self.convention, self.detail)
 
 
 def same_bug(keys: Iterable[tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
@@ -382,7 +383,7 @@ def _explain(
             return _negative(call.quantity, arrays, value, tried, declared)
         deviates = not _close(value, *exact)
         for convention in tried:
-            explained = convention.value(call.quantity, arrays, exact)
+            explained = convention.value(call.quantity, arrays, exact, precision)
             if explained is None:
                 continue
             if convention.float32:  # the clause's value, within float32's rounding

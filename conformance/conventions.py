@@ -106,17 +106,27 @@ class Convention:
     extra: Callable[[tuple[np.ndarray, ...]], mpmath.mpf] | None = None
     quantities: tuple[str, ...] = DIVERGENCES
     float32: bool = field(default=False)
+    #: A formula of its own: (arrays, the clause's (value, tolerance), precision) ->
+    #: (value, tolerance), for conventions that are not a transform of the literal one.
+    custom: Callable[..., tuple[float, float] | None] | None = None
 
     def value(
-        self, quantity: str, arrays: tuple[np.ndarray, ...], exact: tuple[float, float]
+        self,
+        quantity: str,
+        arrays: tuple[np.ndarray, ...],
+        exact: tuple[float, float],
+        precision: object = None,
     ) -> tuple[float, float] | None:
         """(value, tolerance) that a call following this convention returns, or None.
 
         ``exact`` is the clause's own (value, tolerance) for the call: a float32
-        convention widens that tolerance, the others replace the value.
+        convention widens that tolerance, the others replace the value. ``precision``
+        is the format the target computes in (default float64).
         """
         if quantity not in self.quantities:
             return None
+        if self.custom is not None:
+            return self.custom(arrays, exact, precision)
         if self.float32:
             return exact[0], exact[1] * FLOAT32_SCALE
         inputs = self.transform(arrays) if self.transform else arrays
@@ -202,4 +212,31 @@ FLOAT32 = Convention(
     "computes in float32: its values carry float32's rounding (2^29 times float64's)",
     quantities=("kl", "entropy", "cross_entropy", "token_kl"),
     float32=True,
+)
+
+
+def _token_cross_entropy(
+    arrays: tuple[np.ndarray, ...], exact: tuple[float, float], precision: object
+) -> tuple[float, float] | None:
+    """H(softmax(a), softmax(b)) = KL + H(P) for one row, with KL's tolerance plus H's."""
+    a = np.asarray(arrays[0], dtype=np.float64)
+    if a.ndim != 1 or not np.isfinite(a).all() or math.isinf(exact[0]):
+        return None
+    u = getattr(precision, "u", U)
+    with mpmath.workdps(50):
+        logits = [mpmath.mpf(float(x)) for x in a]
+        lse = mpmath.log(mpmath.fsum(mpmath.exp(x) for x in logits))
+        entropy = -mpmath.fsum(mpmath.exp(x - lse) * (x - lse) for x in logits)
+    h = float(entropy)
+    n = a.size
+    return exact[0] + h, exact[1] + (2 * n * u + 8 * u) * (h + 1)
+
+
+CROSS_ENTROPY_FOR_KL = Convention(
+    "cross-entropy for KL",
+    "returns the cross-entropy H(P, Q) = KL(P‖Q) + H(P) where a KL is asked for: it leaves "
+    "out the teacher's entropy H(P), a constant in the student, so its gradient is the "
+    "KL's but its value is not (H(P) > 0 even where the rows are equal)",
+    quantities=("token_kl",),
+    custom=_token_cross_entropy,
 )

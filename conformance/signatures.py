@@ -306,15 +306,8 @@ def _handed(
 ) -> tuple[list, dict, list[np.ndarray]]:
     """The arguments in the target's array type and format, and float64 snapshots of them."""
     args, kwargs = signature.arguments(named)
-    if calling.dtype != "float64" and signature.direct:
-        from klspec.spec.precision import precision
-
-        fmt = precision(calling.dtype)
-        for a in (*args, *kwargs.values()):
-            if not np.array_equal(fmt.round(a), a, equal_nan=True):
-                raise AssertionError(
-                    f"internal error: a check passed values not representable in {calling.dtype}"
-                )
+    # Checks hand over values the format represents (they judge against the exact value of
+    # those); other callers' values are rounded by the conversion, as the library would.
     handed = [_to_array(calling.array, a, calling.dtype, calling.device) for a in args]
     handed_kw = {
         k: _to_array(calling.array, a, calling.dtype, calling.device) for k, a in kwargs.items()

@@ -40,6 +40,7 @@ SYMPTOMS: dict[str, str] = {
     "shape": "returns the wrong shape",
     "type": "returns something that is not a number",
     "writes": "writes into its arguments",
+    "biased": "is biased by its clamp outside the range it declares",
     "violation": "violates the clause",
 }
 

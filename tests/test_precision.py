@@ -345,8 +345,8 @@ def test_cli_suggests_array_for_a_torch_function_and_writes_no_hypothesis_dir(tm
     )
     assert right.returncode == 0, right.stdout + right.stderr
     assert "SKIP" not in right.stdout  # clauses it cannot be checked against fold into lines
-    assert "clauses are checked in float64 only and were not run for float32" in right.stdout
-    assert "clauses need functions mine:k3 does not have" in right.stdout
+    assert "checked in float64 only, not run for float32: inputs.unmodified" in right.stdout
+    assert "clauses about what mine:k3 does not provide" in right.stdout
     assert not (tmp_path / ".hypothesis").exists()
     clamped = _klspec(
         tmp_path, "mine:k3", "--quantity", "k3", "--array", "torch", "--log-ratio-range", "-11:2.6"

@@ -934,7 +934,7 @@ def _clamp_bias(impl: Implementation, case: Case, *, name: str) -> None:
             f"E_π[{name}] = {float(want):.6g}: the clamp biases it by {bias:+.3g} where π puts "
             f"{outside:.3g} of its mass outside log r ∈ [{lo:g}, {hi:g}] "
             f"(logp={literal(probe.logp)}, ref_logp={literal(probe.ref_logp)})",
-            "value",
+            "biased",
         )
 
 
