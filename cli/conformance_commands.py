@@ -363,7 +363,8 @@ def add_matrix_arguments(parser: argparse.ArgumentParser) -> None:
         default=Path("docs/conformance.md"),
         metavar="PATH",
         help="the page to write (default docs/conformance.md), with its data beside it "
-        "(docs/conformance.json); rows the data has for adapters not run now are kept",
+        "(docs/conformance.json) and docs/rlhf_libraries.md; rows the data has for adapters "
+        "not run now are kept",
     )
     parser.add_argument(
         "--profile", choices=list(PROFILES), default="fast", help="default: fast (derandomized)"
@@ -385,6 +386,7 @@ def matrix(args: argparse.Namespace, out: TextIO) -> int:
     import time
 
     from klspec.conformance import matrix as matrix_page
+    from klspec.conformance import rlhf_libraries_page as libraries_page
 
     data_path = args.output.with_suffix(".json")
     previous = None
@@ -417,5 +419,9 @@ def matrix(args: argparse.Namespace, out: TextIO) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     data_path.write_text(matrix_page.to_json(data), encoding="utf-8")
     args.output.write_text(matrix_page.render(data), encoding="utf-8")
-    out.write(f"wrote {args.output} and {data_path} in {time.perf_counter() - start:.0f} s\n")
+    libraries = args.output.parent / "rlhf_libraries.md"
+    libraries.write_text(libraries_page.render(data), encoding="utf-8")
+    out.write(
+        f"wrote {args.output}, {data_path} and {libraries} in {time.perf_counter() - start:.0f} s\n"
+    )
     return 0

@@ -108,7 +108,9 @@ READING_ORDER: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
         "per-token KLs. The KL-regularised objective E_π[r] − β KL(π‖π_ref) equals "
         "β log Z − β KL(π‖π*), so its optimum is π* ∝ π_ref·e^{r/β}. Worked pages: "
         "[KL for language models](language_models.md) (per-token KL from logits, the "
-        "k1/k2/k3 estimators) and [the RLHF optimum](rlhf.md).",
+        "k1/k2/k3 estimators), [the RLHF optimum](rlhf.md), and what the checks find in "
+        "[the KL code of RLHF libraries](rlhf_libraries.md), checked as the float32 code "
+        "it is.",
         ("autoregressive_log_ratio", "kl_chain_rule", "rlhf_optimum"),
         (
             "kl.chain_rule",
@@ -117,6 +119,7 @@ READING_ORDER: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
             "sequence.kl_chain_rule",
             "token_kl.definition",
             "token_kl.nonnegative",
+            "token_kl.masked",
             "token_kl.shift_invariant",
             "estimator.definitions",
             "estimator.unbiased",
@@ -124,6 +127,7 @@ READING_ORDER: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
             "estimator.k2_bias",
             "estimator.k1_sign",
             "estimator.gradients",
+            "estimator.clamp_bias",
             "rlhf.optimal_policy",
             "rlhf.optimum_beats_every_policy",
             "rlhf.support",

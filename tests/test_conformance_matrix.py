@@ -57,6 +57,33 @@ def test_page_is_rendered_from_the_json(data):
     )
 
 
+def test_rlhf_libraries_page_is_rendered_from_the_json(data):
+    from klspec.conformance import rlhf_libraries_page
+
+    page = DOCS / "rlhf_libraries.md"
+    assert page.read_text(encoding="utf-8") == rlhf_libraries_page.render(data), (
+        f"{page} was edited by hand or is stale: {REGENERATE}"
+    )
+
+
+def test_rlhf_library_advice_speaks_of_findings_the_matrix_has(data):
+    """Each piece of advice names clauses that some row of its library fails or warns on."""
+    from klspec.conformance import rlhf_libraries_page
+    from klspec.conformance.rlhf_libraries import LIBRARIES
+
+    rows = {r["target"]: r for r in data["rows"] if r.get("clauses")}
+    for library, _, clauses in rlhf_libraries_page.ADVICE:
+        names = (
+            rlhf_libraries_page.TORCH_ROWS
+            if library == "torch"
+            else [r.name for r in LIBRARIES if r.library == library]
+        )
+        statuses = {
+            rows[n]["clauses"][cid]["status"] for n in names if n in rows for cid in clauses
+        }
+        assert statuses & {"fail", "advisory"}, (library, clauses)
+
+
 def test_json_is_written_by_klspec_matrix(data):
     assert DATA.read_text(encoding="utf-8") == matrix.to_json(data), (
         f"{DATA} was edited by hand: {REGENERATE}"
