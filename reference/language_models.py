@@ -6,7 +6,10 @@ r"""KL for language models: per-token KL from logits and the sampled-token estim
     :func:`klspec.reference.kl_divergence`), never negative, exactly 0 for equal
     logits, unchanged by adding a constant to a row of logits, accurate for
     nearly equal logits (where float32 log_softmax + kl_div returns negative
-    values). A logit of −inf is a token with probability 0.
+    values). A logit of −inf is a token with probability 0: its term is 0 in P
+    whatever Q gives it, and KL is +inf where Q bans a token P allows. Any finite
+    logits, up to ±1.8e308 (where their differences overflow float64), give
+    the exact value, overflowing only where it exceeds float64.
 
 ``sequence_log_prob(token_logprobs, mask)``, ``sequence_log_ratio(logp, ref_logp, mask)``
     The per-token sums behind log π(y|x) and log π(y|x)/π_ref(y|x), with padding
@@ -30,6 +33,9 @@ t_i = d_i − c with d_i = (a_i − b_i) − (a_j − b_j) centred on the most l
 j of Q (so a constant added to a row cancels exactly) and
 c = log Σ_i Q_i e^{d_i} = log1p(Σ Q_i expm1(d_i)), a sum of terms of size |d|,
 so t_i keeps its relative accuracy however close the distributions are.
+Where P bans Q's most likely token, d is centred on Q's most likely token among
+those P allows. Rows far apart, and rows with a logit beyond 2**1020, take the
+methods of :func:`_log_ratio_apart` and :func:`_token_kl_huge_rows`.
 """
 
 from __future__ import annotations
@@ -89,10 +95,11 @@ def _token_kl_kernel(blocks: list, work: object, narrow: bool = False) -> _chunk
     """token_kl of a block of whole rows; flags the block if a value is invalid."""
     a, b = blocks
     # A row maximum is finite exactly when the row has no NaN, no +inf and is not all −inf.
-    if not (np.isfinite(a.max(axis=-1)).all() and np.isfinite(b.max(axis=-1)).all()):
+    a_max, b_max = a.max(axis=-1), b.max(axis=-1)
+    if not (np.isfinite(a_max).all() and np.isfinite(b_max).all()):
         return _chunked._Record(flag=True)
     if not narrow:
-        return _chunked._Record(sums={"kl": _token_kl_rows(a, b)})
+        return _chunked._Record(sums={"kl": _token_kl_rows(a, b, a_max, b_max)})
     return _chunked._Record(sums={"kl": _token_kl_fast_rows(a, b, work)})
 
 
@@ -110,7 +117,7 @@ def _token_kl_fast_rows(a: np.ndarray, b: np.ndarray, work) -> np.ndarray:
     t = d − c (c = log1p(Σ w expm1(d) / Σ w)) the term is w·expm1(t)·s·(1 + s(1+s)B(s²)),
     s = tanh(t/2) = expm1(t)/(expm1(t) + 2), B by the polynomials of
     :mod:`klspec.reference._chunked`. Rows with a −inf logit, rows far apart (some
-    |d| > 1) and rows with some |s| > 1/2 are left to :func:`_token_kl_rows`, the
+    |d| > 1) and rows with some |s| > 1/2 are left to :func:`_token_kl_rows_in_range`, the
     whole-row method.
     """
     shape = a.shape
@@ -121,7 +128,7 @@ def _token_kl_fast_rows(a: np.ndarray, b: np.ndarray, work) -> np.ndarray:
     largest = max(-a.min(), a.max(), -b.min(), b.max())
     smallest = min(np.abs(a, out=scratch).min(), np.abs(b, out=scratch).min())
     if not smallest >= largest * 2.0**-28:
-        return _token_kl_rows(a, b)
+        return _token_kl_rows_in_range(a, b)  # float32 logits are never huge (< 3.5e38)
     j = np.argmax(b, axis=-1)[:, None]
     e_j = np.take_along_axis(a, j, -1) - np.take_along_axis(b, j, -1)
     d = np.subtract(a, b, out=work("d", shape))
@@ -156,29 +163,74 @@ def _token_kl_fast_rows(a: np.ndarray, b: np.ndarray, work) -> np.ndarray:
     np.add(x, em, out=x)
     kl = x.sum(axis=-1) / z
     if redo.any():
-        kl[redo] = _token_kl_rows(a[redo], b[redo])
+        kl[redo] = _token_kl_rows_in_range(a[redo], b[redo])
     return kl
 
 
-def _token_kl_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """token_kl of float64 rows (..., V) of valid logits, as set out in the module docs."""
+#: Rows with a finite logit this large (in magnitude) take :func:`_token_kl_huge_rows`:
+#: below it, differences of up to four logits stay below 2**1023 and cannot overflow.
+_HUGE = 2.0**1020
+
+
+def _token_kl_rows(
+    a: np.ndarray, b: np.ndarray, a_max: np.ndarray | None = None, b_max: np.ndarray | None = None
+) -> np.ndarray:
+    """token_kl of float64 rows (..., V) of valid logits, as set out in the module docs.
+
+    ``a_max``, ``b_max``: the row maxima, if the caller has them.
+    """
     fa, fb = np.isfinite(a), np.isfinite(b)
+    a_max = a.max(axis=-1) if a_max is None else a_max
+    b_max = b.max(axis=-1) if b_max is None else b_max
+    huge = (a_max >= _HUGE) | (b_max >= _HUGE)
+    for x, finite in ((a, fa), (b, fb)):
+        if finite.all():
+            huge |= x.min(axis=-1) <= -_HUGE
+        else:  # masked tokens: the lowest finite logit
+            huge |= np.min(x, axis=-1, where=finite, initial=np.inf) <= -_HUGE
+    if not huge.any():
+        return _token_kl_rows_in_range(a, b, fa, fb)
+    kl = np.empty(a.shape[:-1])
+    kl[~huge] = _token_kl_rows_in_range(a[~huge], b[~huge])
+    kl[huge] = _token_kl_huge_rows(a[huge], b[huge])
+    return kl
+
+
+def _token_kl_rows_in_range(
+    a: np.ndarray, b: np.ndarray, fa: np.ndarray | None = None, fb: np.ndarray | None = None
+) -> np.ndarray:
+    """token_kl of rows whose finite logits are below 2**1021 in magnitude (module docs).
+
+    ``fa``, ``fb``: np.isfinite(a), np.isfinite(b) if the caller has them.
+    """
+    if fa is None or fb is None:
+        fa, fb = np.isfinite(a), np.isfinite(b)
     infinite = (fa & ~fb).any(axis=-1)
 
-    # Centre both rows on j = argmax of Q: α_i = a_i − a_j, β_i = b_i − b_j <= 0.
+    # Centre Q on j = argmax of Q: β_i = b_i − b_j <= 0.
     j = np.argmax(b, axis=-1)[..., None]
-    a_j, b_j = np.take_along_axis(a, j, -1), np.take_along_axis(b, j, -1)
+    b_j = np.take_along_axis(b, j, -1)
+    # Centre d on a token both give positive probability: j, or where P bans j
+    # (a_j = −inf: every d_i would be NaN), Q's most likely token among those P allows.
+    k = j
+    a_k = np.take_along_axis(a, j, -1)
+    banned = np.isneginf(a_k)
+    if banned.any():
+        allowed_max = np.argmax(np.where(fa, b, -np.inf), axis=-1)[..., None]
+        k = np.where(banned, allowed_max, j)
+        a_k = np.take_along_axis(a, k, -1)
+    b_k = np.take_along_axis(b, k, -1)
     with np.errstate(invalid="ignore", over="ignore"):
         # β_i exactly, as β_hi + β_lo: a rounded β_i = −30 would put 30 ulps of
         # error into Q_i = e^{β_i}/Z.
         beta_hi, beta_lo = two_sum(b, -b_j)
         beta_lo = np.where(fb, beta_lo, 0.0)
-        # d_i = (a_i − b_i) − (a_j − b_j) to ~1 ulp: the differences of the logits
+        # d_i = (a_i − b_i) − (a_k − b_k) to ~1 ulp: the differences of the logits
         # are formed error-free, so nearly equal rows keep their tiny d_i.
         e_hi, e_lo = two_sum(a, -b)
-        ej_hi, ej_lo = two_sum(a_j, -b_j)
-        h, h_err = two_sum(e_hi, -ej_hi)
-        d = np.where(fa & fb, h + (h_err + (e_lo - ej_lo)), np.where(fb, -np.inf, 0.0))
+        ek_hi, ek_lo = two_sum(a_k, -b_k)
+        h, h_err = two_sum(e_hi, -ek_hi)
+        d = np.where(fa & fb, h + (h_err + (e_lo - ek_lo)), np.where(fb, -np.inf, 0.0))
 
         # Unnormalised Q: w_i = e^{β_i}, Z = Σ w in double-double; no log of Z is
         # ever rounded, KL is divided by Z once at the end.
@@ -192,23 +244,109 @@ def _token_kl_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         # move every t_i (and P_i = Q_i e^{t_i}) by as much. There nothing is tiny, so
         # t_i = log_softmax(a)_i − log_softmax(b)_i from exact differences of the logits
         # centred on each row's own maximum is accurate to u·|t_i| [token_kl.definition].
+        # With every |d_i| <= 1, |c| > 1 only where P bans tokens holding most of Q's
+        # mass (c = −log(1 − that mass) for P ∝ Q elsewhere): log1p of a sum near −1
+        # would lose the digits of t_i, so these rows count as apart too.
         apart = (np.abs(np.where(fa & fb, d, 0.0)) > 1.0).any(axis=-1)[..., None]
+        apart |= ~(np.abs(c) <= 1.0)
         if apart.any():
-            t_apart, g = _log_ratio_apart(a, beta_hi, beta_lo, fa, z_hi, z_lo)
+            t_apart, g, g_lo = _log_ratio_apart(a, beta_hi, beta_lo, fa, z_hi, z_lo)
             t = np.where(apart, t_apart, t)
         terms = np.where(fb, _terms_from_log_ratio(t, beta_hi, beta_lo, w), 0.0)
         if apart.any():
             # Z·(P t − P + Q) = e^g (t − 1) + w with e^g = Z·P from the logits of P (not
             # from t, whose rounding u·|t| would move P by as much): no cancellation
             # beyond a factor 4 for |t| > 1 (w·(1 − 2/e) <= the term for t < −1).
-            # g itself is rounded to u·|g|, so where |g| > |t| (a token P gives ~e^-100
-            # while t is O(1)) P from e^{β + t}, as in the other rows, is the closer one.
-            direct = np.where(fa, np.exp(g) * (t - 1.0), 0.0) + w
-            use_g = apart & fb & (np.abs(t) > 1.0) & (np.abs(g) < np.abs(t))
+            # g is kept as g + g_lo: rounded, it put u·|g| into P (1e-14 for a token
+            # with P ~ e^-100 and t ~ 1e100, whose term is the whole KL).
+            direct = np.where(fa, np.exp(g) * (1.0 + g_lo) * (t - 1.0), 0.0) + w
+            use_g = apart & fb & (np.abs(t) > 1.0)
+            # Where e^g underflows (P_i < e^-700) and t > 1, P_i·t_i can still be a normal
+            # number (P_i = e^-800, t_i = 1e100): scaled by a power of two, nothing
+            # underflows before the product does.
+            faint = g < _FAINT_G
+            if faint.any():
+                faint &= use_g & fa & (t > 1.0)
+                direct[faint] = _exp_times(g[faint], g_lo[faint], t[faint] - 1.0) + w[faint]
             terms = np.where(use_g, direct, terms)
     k_hi, k_lo = dd_sum(terms)
     kl = (k_hi + k_lo) / z_hi / (1.0 + z_lo / z_hi)
     return np.where(infinite, np.inf, kl) + 0.0
+
+
+#: Below this g = log(Z·P_i), e^g is within 2**-50 of float64's subnormal range.
+_FAINT_G = -700.0
+
+
+def _token_kl_huge_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """token_kl of rows with a logit of magnitude >= 2**1020, where differences overflow.
+
+    A token more than 2**1000 below its row's maximum has probability below
+    e^{−2**1000}. In P it is a token of probability 0: its term P_i(t_i − 1) + Q_i
+    moves by less than e^{−2**1000}·2**1026, far below 2**-1074. In Q it is not
+    (P_i log(P_i/Q_i) can be as large as 1e308), but there t_i = −β_i up to a
+    relative 2**-988 (|α_i| <= 1500 wherever P_i·|β_i| is above 2**-1074). With D
+    those tokens and m = Σ_D P_i,
+
+        KL = (1 − m)·KL(P'‖Q') + (1 − m)·log(1 − m) + Σ_D P_i t_i,
+
+    P', Q' the distributions without D; the middle term is at most m, below
+    2**-998 of the last, and is left out. The rest are rows in range: each row is
+    moved by its own maximum where that is huge (exact by Sterbenz for the tokens
+    that remain).
+    """
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    infinite = (fa & ~fb).any(axis=-1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        reduced = []
+        for x in (a, b):
+            top = x.max(axis=-1, keepdims=True)
+            # (x − top)/2 cannot overflow; −inf counts as dead.
+            dead = 0.5 * x - 0.5 * top < -(2.0**999)
+            shift = np.where(np.abs(top) >= _HUGE, top, 0.0)
+            reduced.append((np.where(dead, -np.inf, x - shift), dead, top))
+        (a2, dead_a, _), (b2, dead_b, top_b) = reduced
+        only_p = dead_b & ~dead_a
+        # P from a2 (its live values within 2**1000 of each other): α = a2 − max exact
+        # as hi + lo, S = Σ e^α in [1, n], P_i = e^{α_i}/S.
+        alpha_hi, alpha_lo = two_sum(a2, -a2.max(axis=-1, keepdims=True))
+        alpha_lo = np.where(dead_a, 0.0, alpha_lo)
+        p_unnormalised = np.where(dead_a, 0.0, np.exp(alpha_hi) * (1.0 + alpha_lo))
+        s_hi, s_lo = dd_sum(p_unnormalised)
+        s = (s_hi + s_lo)[..., None]
+        kept_hi, kept_lo = dd_sum(np.where(only_p, 0.0, p_unnormalised))
+        kept = (kept_hi + kept_lo) / (s_hi + s_lo)  # 1 − m, without cancellation
+        # Σ_D P_i t_i with t_i = top_b − b_i, halved so it cannot overflow.
+        half_t = np.where(only_p, 0.5 * top_b - 0.5 * b, 0.0)
+        contrib = np.zeros(a.shape)
+        contrib[only_p] = _exp_times(alpha_hi[only_p], alpha_lo[only_p], (half_t / s)[only_p])
+        c_hi, c_lo = dd_sum(contrib)
+        tail = 2.0 * (c_hi + c_lo)
+        a3 = np.where(only_p, -np.inf, a2)
+        rest = np.zeros(a.shape[:-1])
+        live = (kept > 0) & ~infinite
+        if live.any():
+            rest[live] = _token_kl_rows_in_range(a3[live], b2[live])
+        kl = kept * rest + tail
+    return np.where(infinite, np.inf, kl) + 0.0
+
+
+# ln 2 split so that k·_LN2_HI is exact for |k| < 2**21 (fdlibm's constants).
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+
+
+def _exp_times(x_hi: np.ndarray, x_lo: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """e^{x_hi + x_lo}·y for x <= 710 and 0 <= y < 2**1024, without premature under/overflow.
+
+    e^x = e^r·2^k with r = x − k ln 2 in [0, ln 2) (Cody–Waite: exact but for
+    u·|r|); the product e^r·(y/4) is a normal number and one ldexp scales it by
+    2^{k+2}, rounding once where the result is subnormal, overflowing only where
+    the result does.
+    """
+    k = np.clip(np.floor(x_hi / np.log(2.0)), -2200.0, 1100.0)
+    r = (x_hi - k * _LN2_HI) - k * _LN2_LO + x_lo
+    return np.ldexp(np.exp(r) * (0.25 * y), k.astype(np.int64) + 2)
 
 
 def _log_ratio_apart(
@@ -218,8 +356,8 @@ def _log_ratio_apart(
     fa: np.ndarray,
     z_hi: np.ndarray,
     z_lo: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(t, g): t_i = log P_i − log Q_i and g_i = log(Z·P_i), from each row's own maximum.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(t, g, g_lo): t_i = log(P_i/Q_i) and g_i + g_lo_i = log(Z·P_i), from each row's own maximum.
 
     With k the argmax of a, α_i = a_i − a_k (exact as hi + lo) and L = log Σ e^α:
     log P_i = α_i − L, and t_i = α_i − L − β_i + log Z, where β_i = b_i − b_j (exact
@@ -234,11 +372,13 @@ def _log_ratio_apart(
     ties = np.count_nonzero(alpha_hi == 0, axis=-1) - 1
     log_sum_a = np.log1p(ties + rest_hi + rest_lo)[..., None]
     log_z = (np.log(z_hi) + z_lo / z_hi)[..., None]
-    g = np.where(fa, alpha_hi + (alpha_lo - log_sum_a) + log_z, -np.inf)
+    # g as hi + lo: the logs in [0, log n] are rounded to u, the large α_i is not.
+    # (−inf and NaN where a_i is −inf.)
+    g, g_lo = two_sum(alpha_hi, (alpha_lo - log_sum_a) + log_z)
     # β kept as hi + lo: rounding β = −100 alone would put u·100 into t.
     x_hi, x_err = two_sum(np.where(fa, alpha_hi, 0.0), -beta_hi)
     t = np.where(fa, x_hi + (x_err + (alpha_lo - beta_lo)) - log_sum_a + log_z, -np.inf)
-    return t, g
+    return t, g, g_lo
 
 
 def _terms_from_log_ratio(
@@ -370,18 +510,25 @@ def kl_estimate(logp: ArrayLike, ref_logp: ArrayLike, estimator: str = "k3") -> 
       the true value exceeds float64.
 
     ``logp`` and ``ref_logp`` are log-probabilities (<= 0; NaN and +inf are
-    errors; ``ref_logp`` may be −inf) of the same shape or broadcastable shapes.
-    Returns a float64 array of the broadcast shape (a scalar for 0-d input).
+    errors; ``ref_logp`` may be −inf, where every estimator is +inf, its limit)
+    of the same shape or broadcastable shapes. Returns a float64 array of the
+    broadcast shape (a scalar for 0-d input), without warnings: a result
+    overflows to +inf only where the true value exceeds float64.
     As *losses*, their gradients differ: E[∇k1] = 0, E[∇k2] = ∇KL(π‖π_ref),
     E[∇k3] = ∇KL(π_ref‖π).
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator={estimator!r} is not one of {', '.join(ESTIMATORS)}")
     d, d_lo = _log_ratio(logp, ref_logp)
+    # d lies in [−max, max] or is −inf (ref_logp = −inf): every estimator is then +inf,
+    # its limit. Results overflow to +inf only where the true value exceeds float64.
     if estimator == "k1":
         out = -d
     elif estimator == "k2":
-        out = 0.5 * d * d + d * d_lo
+        with np.errstate(over="ignore"):  # only where d²/2 > max float64
+            # (d + d_lo)²/2 to first order in d_lo, as d·(d/2 + d_lo): d·d_lo alone is
+            # −inf·0 = NaN at d = −inf (d_lo = 0), where k2 is +inf.
+            out = d * (0.5 * d + d_lo)
     else:
         main = _expm1_minus_x(d)
         with np.errstate(over="ignore", invalid="ignore"):
