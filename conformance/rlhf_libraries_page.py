@@ -22,11 +22,81 @@ TORCH_ROWS = ("torch.kl_div.logits.float32", "torch.kl_div.logits.bfloat16")
 
 #: What a user of each library should do, in view of its findings: (library, advice,
 #: the clause ids the advice is about; each must fail, or be advisory, in some row).
-ADVICE: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+ADVICE: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (
+        "verl",
+        "low_var_kl (the default `kl_loss_type`) and k3+ compute (ratio − kl) − 1 in float32, "
+        "which is negative on tokens whose two log-probabilities are a few float32 ulps "
+        "apart (−6e-8 at log π = −½): a KL metric averaged over many such tokens can read "
+        "below zero. Compute it as `torch.expm1(kl) - kl` (never negative) or clamp the "
+        "result at 0. The ±10 clamp is exact only for log r in [−11.0, 2.61]; beyond, it "
+        "caps the penalty and its gradient (the example shows a mean biased by −0.8). "
+        "The '+' modes raise NotImplementedError up to v0.7.1: use a verl with "
+        "verl-project/verl#6058 for k3+.",
+        ("estimator.k3_nonnegative", "estimator.clamp_bias", "estimator.definitions"),
+    ),
+    (
+        "OpenRLHF",
+        "compute_approx_kl's k3 is (e^d − 1) − d in float32, which returns −d for "
+        "0 < d < 2⁻²⁴ (−9e-16 for a token whose probability is within a few ulps of 1): "
+        "write it `torch.expm1(d) - d`. Its clamp to [−10, 10] applies to every estimator: "
+        "k1 is exact only for |log r| ≤ 10, k2 for |log r| ≤ 4.47, k3 for log r in "
+        "[−11.0, 2.61]; outside, the mean is biased (−0.5, −2.5 and −0.8 on the examples).",
+        ("estimator.k3_nonnegative", "estimator.clamp_bias"),
+    ),
+    (
+        "TRL",
+        "GRPO's per_token_kl = exp(d) − d − 1 and PPO's k3 = (e^d − 1) − d go negative in "
+        "float32 on log-probabilities a few ulps apart: use `torch.expm1(d) - d`. With "
+        "`use_bias_correction_kl` the k2 gradient is formed as (1 − e^d) + (e^d − 1 − d), "
+        "which cancels: its absolute error is about u·e^d rather than u·|d|, so its "
+        "relative error grows like u/|log r| (measured in float32: up to 0.15% at "
+        "|log r| = 1e-5, up to 6% at 1e-6). GKD's "
+        "generalized_jsd_loss returns NaN as soon as a logit is −inf (0·(−inf) inside "
+        "kl_div with log_target) and goes negative on nearly equal rows: replace −inf "
+        "logits by a large negative finite number (or mask the terms) before the loss, "
+        "and clamp the per-token KL at 0 if it is logged.",
+        (
+            "estimator.k3_nonnegative",
+            "estimator.gradients",
+            "token_kl.masked",
+            "token_kl.nonnegative",
+        ),
+    ),
+    (
+        "torchtune",
+        "ForwardKLLoss returns the cross-entropy H(teacher, student), the KL plus the "
+        "teacher's entropy: right for training (the gradient in the student is the KL's), "
+        "not a KL to log or compare across teachers (0.69 for identical 2-token rows). "
+        "ReverseKLLoss sets every term at a −inf logit of either model to 0, so a student "
+        "that puts mass where the teacher has none is not penalised: it returns a finite, "
+        "even negative, value where the KL is +inf; and it goes slightly negative on "
+        "nearly equal rows in float32.",
+        ("token_kl.definition", "token_kl.masked", "token_kl.nonnegative"),
+    ),
+    (
+        "NeMo-RL",
+        "calculate_kl's k3 (and the loss's, which adds k2's gradient) is (e^d − 1) − d in "
+        "float32: negative for 0 < d < 2⁻²⁴; write `torch.expm1(d) - d`. Its output clamp "
+        "(±10 by default) biases every estimator outside log r in [−10, 10] (k1), "
+        "|log r| ≤ 4.47 (k2) and [−11.0, 2.61] (k3).",
+        ("estimator.k3_nonnegative", "estimator.clamp_bias"),
+    ),
+    (
+        "torch",
+        "log_softmax followed by kl_div(log_target=True) returns NaN at a −inf logit of P "
+        "(0·(−inf)) and, without a clamp, negative values on nearly equal rows: −8e-8 in "
+        "float32, −1e-3 in bfloat16. Mask −inf terms with `torch.where` (testing the "
+        "log-probabilities, not the probabilities) and clamp the sum at 0; upcast bfloat16 "
+        "logits to float32 before the log_softmax.",
+        ("token_kl.masked", "token_kl.nonnegative"),
+    ),
+)
 
 
 def _anchor(text: str) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")
+    text = text.lower().replace("+", "-plus")  # verl.k1 and verl.k1+ apart
+    return "".join(ch if ch.isalnum() else "-" for ch in text).strip("-")
 
 
 def _source_link(source: str) -> str:

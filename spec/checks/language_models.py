@@ -399,7 +399,12 @@ def token_kl_nonnegative(impl: Implementation, case: Case) -> None:
     """token_kl(a, b) >= 0 everywhere, and == 0 exactly where the rows are equal."""
     got = observe(impl, "token_kl", case.logits_p, case.logits_q, shape=_positions(case))
     call = "token_kl(logits_p, logits_q)"
-    require(got >= 0, call, got, ">= 0")
+    exactly = ""
+    if not (got >= 0).all():  # the exact KL of the first negative row, for the report
+        row = tuple(np.argwhere(~(got >= 0))[0])
+        value, _ = token_kl_expected(case.logits_p[row][None], case.logits_q[row][None])
+        exactly = f" (exactly {float(value[0]):.3g} there)"
+    require(got >= 0, call, got, f">= 0{exactly}")
     equal = (case.logits_p == case.logits_q).all(axis=-1)
     require(~equal | (got == 0), call, got, "0 (the rows of logits are equal)")
 
@@ -727,7 +732,17 @@ def _within(case: Case, log_ratio_range: tuple[float, float] | None) -> bool:
 def k3_nonnegative(impl: Implementation, case: Case) -> None:
     """k3(logp, ref_logp) >= 0 for every sample, even for log-ratios of one ulp."""
     got = _estimator_values(impl, "k3", case.logp, case.ref_logp)
-    require(got >= 0, "k3(logp, ref_logp)", got, ">= 0")
+    require(got >= 0, "k3(logp, ref_logp)", got, f">= 0{_exactly(got >= 0, case, 'k3')}")
+
+
+def _exactly(ok: np.ndarray, case: Case, name: str) -> str:
+    """`` (exactly 1.8e-15 there)``: the exact value at the first sample failing ``ok``."""
+    if np.asarray(ok).all():
+        return ""
+    i = int(np.argwhere(~np.asarray(ok))[0][0])
+    with mpmath.workdps(40):
+        d = mpmath.mpf(float(case.ref_logp[i])) - mpmath.mpf(float(case.logp[i]))
+        return f" (exactly {float(_estimator_exact(name, d)):.3g} there)"
 
 
 @check(
