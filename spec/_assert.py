@@ -133,9 +133,13 @@ class NoResult(Exception):
 def invoke(call: str, fn: Callable[..., Any], *args: Any, **options: Any) -> Any:
     """``fn(*args, **options)``; an exception it raises fails the check, naming ``call``.
 
-    The implementation's warnings are not violations and are ignored.
+    The implementation's warnings are not violations and are ignored; numpy's error
+    state and print options are restored after the call, whatever it set.
     """
     __tracebackhide__ = True
+    # What the implementation sets in numpy's global state (np.seterr(all="raise"),
+    # print options) is put back after the call: it must not change how the checks run.
+    errors, printing = np.geterr(), np.get_printoptions()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -146,6 +150,9 @@ def invoke(call: str, fn: Callable[..., Any], *args: Any, **options: Any) -> Any
         raise Violation(
             f"{call} raised {_exception(exc)}, but should return a value", "raises"
         ) from exc
+    finally:
+        np.seterr(**errors)
+        np.set_printoptions(**printing)
 
 
 def call_text(quantity: str, n_arrays: int, **options: Any) -> str:

@@ -129,3 +129,27 @@ def test_entropy_signature():
     assert impl.entropy is not None
     assert impl.kl is None
     assert impl.entropy(np.array([0.5, 0.5])) == pytest.approx(np.log(2))
+
+
+def test_a_target_setting_numpy_error_state_does_not_break_the_checks():
+    """np.seterr(all="raise") inside the target must not make the checks' own arithmetic
+    raise (it made 13 clauses 'could not run', blamed on the checks)."""
+    import numpy as np
+
+    from klspec.conformance import resolve, run
+    from klspec.reference import kl_divergence
+
+    def raising_kl(p, q):
+        np.seterr(all="raise")
+        np.set_printoptions(precision=2)
+        return float(kl_divergence(p, q))
+
+    before = np.geterr(), np.get_printoptions()
+    try:
+        report = run(
+            resolve(raising_kl), ["kl.definition", "kl.nonnegative", "kl.special.p_zero"], seed=1
+        )
+    finally:
+        np.seterr(**before[0])
+        np.set_printoptions(**before[1])
+    assert report.ok, [r.message for c in report.clauses for r in c.failures]
