@@ -12,8 +12,11 @@ make the exit status 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TextIO
 
@@ -23,6 +26,44 @@ class UsageError(Exception):
 
 
 # --- klspec check ------------------------------------------------------------------
+
+#: Importing the target may take this many times --timeout (a library's first import is
+#: slow: torch takes seconds); beyond, the import is a usage error, not a hang.
+IMPORT_FACTOR = 6
+
+
+class _ImportTimeout(BaseException):
+    """Raised by the alarm (a BaseException, so the importer's handlers let it through)."""
+
+
+@contextlib.contextmanager
+def _import_deadline(seconds: float, target: str):
+    """Raise TargetError if the block (importing the target) runs longer than ``seconds``.
+
+    Uses SIGALRM, so only in the main thread of a Unix process; elsewhere no limit.
+    """
+    from klspec.conformance.targets import TargetError
+
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def expire(signum, frame):
+        raise _ImportTimeout
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except _ImportTimeout:
+        raise TargetError(
+            f"importing {target} did not finish within {seconds:g} s ({IMPORT_FACTOR} × "
+            "--timeout); does the module do work when imported?"
+        ) from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _log_ratio_range(text: str) -> tuple[float, float]:
@@ -165,7 +206,8 @@ def check(args: argparse.Namespace, out: TextIO) -> int:
         if args.timeout is not None and args.timeout <= 0:
             raise UsageError("--timeout must be positive")
         xfails = read_xfails(args.xfails) if args.xfails else None
-        impl = resolve(args.target, **options)
+        with _import_deadline(IMPORT_FACTOR * (args.timeout or 10.0), args.target):
+            impl = resolve(args.target, **options)
     except (UsageError, TargetError, SignatureError, XfailError) as exc:
         sys.stderr.write(f"klspec check: error: {exc}\n")
         return 2

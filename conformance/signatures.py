@@ -558,6 +558,11 @@ def import_function(target: str) -> Callable[..., Any]:
         sys.path.insert(0, os.getcwd())
     try:
         obj: Any = importlib.import_module(module_name)
+    except SystemExit as exc:  # a module that exits when imported is not a target
+        raise ImportError(
+            f"cannot import {module_name!r} for target {target!r}: it called "
+            f"sys.exit({exc.code!r}) while being imported"
+        ) from None
     except Exception as exc:
         raise ImportError(f"cannot import {module_name!r} for target {target!r}: {exc}") from exc
     for part in attribute.split("."):

@@ -390,3 +390,22 @@ def test_signature_of_a_direct_quantity_must_name_its_arguments(estimators, caps
     status, _ = run_main("check", "estimators:k3", "--quantity", "k3", "--signature", "f(p, q)")
     assert status == 2
     assert "unknown argument 'p'; use logp, ref_logp" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("import sys\nsys.exit(0)\n", "called sys.exit(0) while being imported"),
+        ("import time\ntime.sleep(60)\n", "did not finish within 3 s"),
+    ],
+    ids=["exits", "hangs"],
+)
+def test_a_target_module_that_exits_or_hangs_when_imported_is_a_usage_error(
+    tmp_path, monkeypatch, capsys, body, message
+):
+    """Exit 0 with no output read as a pass in CI; a hang never ended."""
+    (tmp_path / "badimport.py").write_text(body + "def kl(p, q):\n    return 0.0\n")
+    monkeypatch.chdir(tmp_path)
+    status, _ = run_main("check", "badimport:kl", "--timeout", "0.5")
+    assert status == 2
+    assert message in capsys.readouterr().err
