@@ -177,6 +177,8 @@ def _evaluate(named, axis, base, fast, exact, exact_long) -> np.float64 | np.nda
     except (TypeError, ValueError):
         validate_distributions(named, axis=axis)  # errors in the data are reported first
         raise
+    if 0 in batch:  # an empty batch, e.g. (0, n): no rows, an empty result
+        return np.zeros(batch)
     with np.errstate(all="ignore"):  # invalid values are reported by validation below
         result = fast(arrays)
     if not _values_are_valid(arrays, result):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, KeysView, Sequence
+from collections.abc import Set as AbstractSet
 
 import numpy as np
+
+from klspec.reference.validation import refuse_masked
 
 __all__ = ["empirical_distribution"]
 
@@ -23,7 +26,8 @@ def empirical_distribution(
     distribution (:func:`klspec.reference.likelihood.categorical_mle`).
 
     Raises ``ValueError`` for empty ``samples``, duplicates in ``support`` and a
-    sample that is not in ``support``.
+    sample that is not in ``support``; ``TypeError`` for an unhashable sample or
+    outcome, a ``set`` as ``support`` (no fixed order) and a masked array.
     """
     support, counts, n = _count(
         samples, support, needs="the empirical distribution", hint=" or leave support=None"
@@ -40,14 +44,21 @@ def _count(
     ``needs`` completes the error for empty samples: "samples is empty; <needs>
     needs at least one sample"; ``hint`` ends the advice for a sample not in support.
     """
+    refuse_masked("samples", samples)
     samples = list(samples)
     if not samples:
         raise ValueError(f"samples is empty; {needs} needs at least one sample")
-    counts = Counter(samples)
+    try:
+        counts = Counter(samples)
+    except TypeError:
+        _check_hashable("samples", samples)  # raises, naming the first unhashable sample
+        raise
     if support is None:
         support = list(counts)  # a Counter keeps the order of first appearance
     else:
+        _check_ordered(support)
         support = list(support)
+        _check_hashable("support", support)
         seen: set[Hashable] = set()
         for outcome in support:
             if outcome in seen:
@@ -63,3 +74,25 @@ def _count(
                 f"list every possible outcome in support{hint}"
             )
     return support, [counts.get(o, 0) for o in support], len(samples)
+
+
+def _check_ordered(support: object) -> None:
+    """``support`` fixes the order of the probabilities: a set has none (hash seed order)."""
+    refuse_masked("support", support)
+    if isinstance(support, AbstractSet) and not isinstance(support, KeysView):
+        raise TypeError(
+            f"support is a {type(support).__name__}, which has no fixed order (it changes "
+            "with the hash seed); pass an ordered sequence, e.g. sorted(support) or a list"
+        )
+
+
+def _check_hashable(name: str, values: list) -> None:
+    """Every entry can be counted (is hashable); names the first that is not."""
+    for i, v in enumerate(values):
+        try:
+            hash(v)
+        except TypeError:
+            raise TypeError(
+                f"{name}[{i}] is unhashable ({type(v).__name__}: {v!r:.60}); outcomes must be "
+                "hashable, e.g. a tuple instead of a list"
+            ) from None

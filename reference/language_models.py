@@ -48,9 +48,11 @@ from klspec.reference.divergences import _b_series
 from klspec.reference.exact_arithmetic import dd_sum, two_sum
 from klspec.reference.validation import (
     _as_real_array,
+    _check_float64_range,
     _first_clash,
     _normalise_axis,
     _raise_at_first,
+    refuse_masked,
     sum_tolerance,
 )
 
@@ -79,6 +81,8 @@ def token_kl(
     """
     named = {"logits_p": logits_p, "logits_q": logits_q}
     a, b = _prepare_logits(named, axis)
+    if a.size == 0:  # an empty batch, e.g. (0, n): no rows, an empty result
+        return np.zeros(a.shape[:-1])
     # Blocks of whole rows, on every core: memory is a few blocks, whatever the batch.
     # float16/float32 logits are exact in float64 and so are their differences.
     narrow = all(x.dtype.kind in "iu" or x.dtype.itemsize <= 4 for x in (a, b))
@@ -415,7 +419,8 @@ def sequence_log_prob(
     or +inf; −inf is allowed (an impossible token: the sum is −inf).
     """
     lp = _drop_padding(_as_real_array("token_logprobs", token_logprobs), mask)
-    lp = _tokens_last(_validate_log_probs("token_logprobs", lp, allow_neg_inf=True), axis)
+    lp = _validate_log_probs("token_logprobs", lp, allow_neg_inf=True)
+    lp = _tokens_last(lp, axis, "token_logprobs")
     impossible = np.isneginf(lp)
     hi, lo = dd_sum(np.where(impossible, 0.0, lp))
     return _scalar(np.where(impossible.any(axis=-1), -np.inf, hi + lo))
@@ -437,7 +442,9 @@ def sequence_log_ratio(
         lp, rp = _broadcast_log_probs(lp, rp)
         lp, rp = _drop_padding(lp, mask), _drop_padding(rp, mask)
     d, d_lo = _log_ratio(lp, rp)
-    d_hi, d_lo = _tokens_last(-d, axis), _tokens_last(-d_lo, axis)  # log π − log π_ref, exact
+    names = _names_of(lp, rp)
+    # log π − log π_ref, exact
+    d_hi, d_lo = _tokens_last(-d, axis, names), _tokens_last(-d_lo, axis, names)
     impossible = np.isposinf(d_hi)  # π_ref gives the token probability 0
     hi, lo = dd_sum(np.concatenate((np.where(impossible, 0.0, d_hi), d_lo), axis=-1))
     return _scalar(np.where(impossible.any(axis=-1), np.inf, hi + lo))
@@ -457,6 +464,13 @@ def _log_ratio(logp: ArrayLike, ref_logp: ArrayLike) -> tuple[np.ndarray, np.nda
     return d, np.where(np.isfinite(d), d_lo, 0.0)
 
 
+def _names_of(lp: np.ndarray, rp: np.ndarray) -> str:
+    """The argument(s) whose dimensions the broadcast log-ratio has, for axis errors."""
+    if lp.ndim == rp.ndim:
+        return "logp and ref_logp"
+    return "logp" if lp.ndim > rp.ndim else "ref_logp"
+
+
 def _broadcast_log_probs(lp: np.ndarray, rp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     try:
         return tuple(np.broadcast_arrays(lp, rp))
@@ -474,6 +488,7 @@ def _drop_padding(x: np.ndarray, mask: ArrayLike | None) -> np.ndarray:
     """
     if mask is None:
         return x
+    refuse_masked("mask", mask)
     m = np.asarray(mask)
     if m.dtype != np.bool_:
         raise TypeError(f"mask has dtype {m.dtype}; it must be bool (True = a response token)")
@@ -486,10 +501,12 @@ def _drop_padding(x: np.ndarray, mask: ArrayLike | None) -> np.ndarray:
     return np.where(m, x, np.zeros((), dtype=x.dtype))
 
 
-def _tokens_last(x: np.ndarray, axis: int) -> np.ndarray:
+def _tokens_last(x: np.ndarray, axis: int, name: str) -> np.ndarray:
+    """x with its token ``axis`` last; ``name`` is the argument(s) quoted in errors."""
     if x.ndim == 0:
-        raise ValueError("log-probabilities are 0-d; a sequence needs a token axis")
-    return np.moveaxis(x, _normalise_axis(axis, "token_logprobs", x.ndim), -1)
+        verb = "are" if " and " in name else "is"
+        raise ValueError(f"{name} {verb} 0-d; a sequence needs a token axis")
+    return np.moveaxis(x, _normalise_axis(axis, name, x.ndim), -1)
 
 
 def _scalar(x: np.ndarray) -> np.float64 | np.ndarray:
@@ -591,6 +608,10 @@ def _validate_logits(
         ax = _normalise_axis(axis, name, arr.ndim)
         if arr.shape[ax] == 0:
             raise ValueError(f"{name} has an empty vocabulary: axis {axis} has length 0")
+        if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:  # longdouble only
+            with np.errstate(over="ignore"):
+                x = np.asarray(arr, dtype=np.float64)
+            _check_float64_range(name, arr, x, "logits must be within the float64 range")
         if not values:
             arrays.append(np.moveaxis(arr, ax, -1))
             continue
@@ -623,7 +644,9 @@ def _validate_logits(
 def _validate_log_probs(name: str, value: ArrayLike, *, allow_neg_inf: bool) -> np.ndarray:
     arr = _as_real_array(name, value)
     if arr.dtype.kind == "f":
-        _raise_at_first(name, arr, np.isnan(arr), lambda v: "NaN", "log-probabilities are <= 0")
+        _raise_at_first(
+            name, arr, np.isnan(arr), lambda v: "NaN", "log-probabilities must be numbers <= 0"
+        )
         bad_inf = np.isposinf(arr) if allow_neg_inf else np.isinf(arr)
         _raise_at_first(
             name, arr, bad_inf, str, "log-probabilities of sampled tokens must be finite"
@@ -637,4 +660,7 @@ def _validate_log_probs(name: str, value: ArrayLike, *, allow_neg_inf: bool) -> 
         lambda v: f"{v!s} > 0",
         "log-probabilities must be <= 0 (were probabilities passed instead?)",
     )
-    return np.asarray(arr, dtype=np.float64)
+    with np.errstate(over="ignore"):  # longdouble beyond 1.8e308: reported as such below
+        x = np.asarray(arr, dtype=np.float64)
+    _check_float64_range(name, arr, x, "log-probabilities must be within the float64 range")
+    return x

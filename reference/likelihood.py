@@ -25,9 +25,9 @@ from collections.abc import Hashable, Iterable, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from klspec.reference.empirical import _count, empirical_distribution
+from klspec.reference.empirical import _check_ordered, _count, empirical_distribution
 from klspec.reference.exact_arithmetic import dd_sum, two_prod, two_sum
-from klspec.reference.validation import _raise_at_first, validate_distributions
+from klspec.reference.validation import _raise_at_first, refuse_masked, validate_distributions
 
 __all__ = ["bernoulli_mle", "categorical_log_likelihood", "categorical_mle"]
 
@@ -86,7 +86,9 @@ def categorical_log_likelihood(
     TypeError, ValueError
         For invalid ``probs`` (naming it and the position), empty ``samples``,
         a sample not in ``support``, duplicates in ``support``, or a
-        ``support`` whose length differs from the last axis of ``probs``.
+        ``support`` whose length differs from the last axis of ``probs``;
+        ``TypeError`` for a ``set`` as ``support`` (it has no fixed order) and
+        unhashable samples or outcomes.
     """
     if support is None:
         raise TypeError(
@@ -94,6 +96,7 @@ def categorical_log_likelihood(
             "(pass the outcomes in that order)"
         )
     (q,), _ = validate_distributions({"probs": probs}, axis=-1)
+    _check_ordered(support)
     support = list(support)
     if len(support) != q.shape[-1]:
         raise ValueError(
@@ -137,6 +140,7 @@ def bernoulli_mle(y: ArrayLike) -> np.float64:
     input and ``ValueError`` for an empty or 0-d ``y`` or an entry other than
     0 or 1 (naming the first, e.g. ``y[2] is 0.5``).
     """
+    refuse_masked("y", y)
     try:
         arr = np.asarray(y)
     except ValueError as exc:

@@ -80,7 +80,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from klspec.reference.exact_arithmetic import two_prod
-from klspec.reference.validation import _as_real_array, _raise_at_first
+from klspec.reference.validation import _as_real_array, _raise_at_first, _shown
 
 __all__ = [
     "bernoulli_nll",
@@ -456,20 +456,6 @@ def _raise_at(
             raise ValueError(f"{name} is {problem(arr[()])}; {rule}")
         return
     _raise_at_first(name, arr, mask, problem, rule)
-
-
-def _shown(v: object) -> str:
-    """A value as the caller would write it: 0, -1, 2.5, 1e-300, inf; flags float64 rounding."""
-    text = str(v)
-    if text.endswith(".0"):
-        text = text[:-2]
-    with np.errstate(over="ignore", under="ignore"):
-        as_float64 = np.float64(v)
-    if np.isfinite(v) and not np.isfinite(as_float64):
-        text += " (beyond the float64 range)"
-    elif v != 0 and as_float64 == 0:
-        text += " (0 in float64)"
-    return text
 
 
 def _exactly_one(

@@ -59,7 +59,8 @@ import numbers
 import numpy as np
 from numpy.typing import ArrayLike
 
-from klspec.reference.divergences import kl_divergence
+from klspec.reference import _chunked
+from klspec.reference.divergences import _evaluate, _kl_long, _kl_nats
 from klspec.reference.exact_arithmetic import dd_sum, two_prod, two_sum
 from klspec.reference.validation import (
     _as_real_array,
@@ -133,11 +134,16 @@ def rlhf_objective(
     ``-inf`` when π puts mass where π_ref has none (KL = +inf), and when
     β KL overflows. J(π) ≤ :func:`rlhf_optimal_value`, with equality at π*.
     """
-    (pi, p), batch = validate_distributions({"policy": policy, "ref_probs": ref_probs}, axis=-1)
+    named = {"policy": policy, "ref_probs": ref_probs}
+    (pi, p), batch = validate_distributions(named, axis=-1)
     b = _validate_beta(beta)
     pi, p, r = _with_rewards(rewards, (pi, p), batch, "policy and ref_probs")
+    if pi.size == 0:  # an empty batch, e.g. (0, n): no rows, an empty result
+        return np.zeros(pi.shape[:-1])
     e_hi, e_lo = _expected_reward(pi, r)
-    kl = np.asarray(kl_divergence(pi, p), dtype=np.float64)
+    # KL of the arguments as given, so that each keeps the sum tolerance of its own
+    # dtype (a float32 policy is not judged as float64) and errors name them.
+    kl = np.broadcast_to(_kl_of(named), pi.shape[:-1])
     with np.errstate(over="ignore", invalid="ignore"):
         # β·KL and E − β·KL error-free as far as float64 allows: J is rounded once.
         c_hi, c_lo = two_prod(np.full_like(kl, b), kl)
@@ -302,6 +308,12 @@ def _expected_reward(pi: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndar
     e = e_r[..., 0] - 300
     with np.errstate(under="ignore"):
         return np.ldexp(q, e), np.ldexp(q_lo, e)
+
+
+def _kl_of(named: dict[str, ArrayLike]) -> np.ndarray:
+    """KL(policy‖ref_probs) as :func:`klspec.reference.kl_divergence`, with these names."""
+    kl = _evaluate(named, -1, None, _chunked.kl_divergence_rows, _kl_nats, _kl_long)
+    return np.asarray(kl, dtype=np.float64)
 
 
 def _validate_beta(beta: float) -> float:

@@ -16,7 +16,9 @@ failing rule raises.
    Integer and float dtypes (float16, float32, float64, longdouble) are accepted.
    Rejected: strings, bytes, object dtype (e.g. ``[1, None]``), complex, bool (a mask
    passed by mistake), datetimes and timedeltas, structured records:
-   ``p has dtype complex128; probabilities must be real numbers``.
+   ``p has dtype complex128; probabilities must be real numbers``. A numpy masked
+   array is refused too (``np.asarray`` would drop its mask and use the masked
+   values): ``p is a masked array; pass .filled(...) or .compressed() ...``.
 2. **Ragged nesting** (``ValueError``). ``[[0.5, 0.5], [1.0]]`` raises
    ``p is a ragged nested sequence: every row must have the same length``.
 3. **0-d input** (``ValueError``). A single number is not a distribution:
@@ -272,8 +274,9 @@ def _as_real_array(name: str, value: ArrayLike, *, what: str = "probabilities") 
 
     ``what`` names the values in the TypeError's advice (``<what> must be real
     numbers``); other modules pass e.g. ``what="y"`` for data that are not
-    probabilities.
+    probabilities. A numpy masked array is refused (:func:`refuse_masked`).
     """
+    refuse_masked(name, value)
     try:
         arr = np.asarray(value)
     except ValueError as exc:
@@ -292,6 +295,44 @@ def _as_real_array(name: str, value: ArrayLike, *, what: str = "probabilities") 
         hint = _REFUSED_KINDS.get(arr.dtype.kind, "")
         raise TypeError(f"{name} has dtype {arr.dtype}{hint}; {what} must be real numbers")
     return arr
+
+
+def refuse_masked(name: str, value: object) -> None:
+    """Rule 1: a numpy masked array is refused, not read without its mask.
+
+    ``np.asarray`` drops the mask and keeps the masked values, so the result would
+    silently use entries the caller meant to leave out.
+    """
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array; pass .filled(...) or .compressed() "
+            "(the reference does not read masks)"
+        )
+
+
+def _check_float64_range(name: str, arr: np.ndarray, x: np.ndarray, rule: str) -> None:
+    """A longdouble entry beyond the float64 range (|x| > 1.8e308) is an error.
+
+    ``x`` is ``arr`` converted to float64, where such an entry became ±inf, which
+    would then read as a legitimate infinity (e.g. a −inf log-probability). Only
+    dtypes wider than float64 can hold one, so float64 and narrower input costs nothing.
+    """
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
+        _raise_at_first(name, arr, np.isinf(x) & np.isfinite(arr), _shown, rule)
+
+
+def _shown(v: object) -> str:
+    """A value as the caller would write it: 0, -1, 2.5, 1e-300, inf; flags float64 rounding."""
+    text = str(v)
+    if text.endswith(".0"):
+        text = text[:-2]
+    with np.errstate(over="ignore", under="ignore"):
+        as_float64 = np.float64(v)
+    if np.isfinite(v) and not np.isfinite(as_float64):
+        text += " (beyond the float64 range)"
+    elif v != 0 and as_float64 == 0:
+        text += " (0 in float64)"
+    return text
 
 
 def _normalise_axis(axis: int, name: str, ndim: int) -> int:
