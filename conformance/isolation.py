@@ -299,13 +299,38 @@ def _wire(result: Any) -> dict[str, Any]:
     return fields
 
 
-def _worker(conn, impl, checks, search, timeout, clock, analyse) -> None:
+def _die_with_parent(parent: int) -> None:
+    """End this worker, and every process it started, when the parent process is gone.
+
+    The worker leads its own process group, so one signal reaches the children an
+    implementation may have spawned; a daemon thread watches the parent (a worker
+    blocked writing into a pipe nobody reads would otherwise wait forever).
+    """
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+
+    def watch() -> None:
+        # The per-call alarm is the main thread's business: it must not land here.
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        with contextlib.suppress(OSError):
+            os.killpg(0, signal.SIGKILL)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _worker(conn, impl, checks, search, timeout, clock, analyse, parent, unused) -> None:
     """The body of a worker: run the checks, send ("case", case) per input and ("done", result).
 
     A failure is sent as ("failed", result) before its cause is analysed, then again
-    with the cause as ("done", result).
+    with the cause as ("done", result). ``unused`` is the parent's end of the pipe,
+    closed here so that the pipe breaks when the parent goes.
     """
     try:
+        unused.close()
+        _die_with_parent(parent)
         # A crash is reported as a failure with its input; a faulthandler traceback of
         # the worker (pytest enables it) would only bury that report.
         faulthandler.disable()
@@ -369,7 +394,7 @@ def _one_worker(impl, checks, search, timeout, analyse=False) -> Iterator[Any]:
     receive, send = ctx.Pipe(duplex=False)
     process = ctx.Process(
         target=_worker,
-        args=(send, impl, checks, search, timeout, clock, analyse),
+        args=(send, impl, checks, search, timeout, clock, analyse, os.getpid(), receive),
         daemon=True,
     )
     process.start()
@@ -387,6 +412,13 @@ def _one_worker(impl, checks, search, timeout, analyse=False) -> Iterator[Any]:
                 try:
                     kind, payload = receive.recv()
                 except (EOFError, OSError):
+                    break
+                except Exception as exc:  # bytes that are not the worker's results
+                    what = (
+                        f"the results of the check could not be read ({type(exc).__name__}): "
+                        "did the implementation fork, or write into klspec's pipe? It should "
+                        "return a value"
+                    )
                     break
                 if kind == "start":
                     current, case, started = by_name[payload], None, time.perf_counter()
@@ -411,10 +443,13 @@ def _one_worker(impl, checks, search, timeout, analyse=False) -> Iterator[Any]:
                 process.kill()
                 break
     finally:
+        if what:  # a worker that cannot report any more: end it and whatever it started
+            _kill_group(process)
         process.join(5)
         if process.is_alive():
             process.kill()
             process.join()
+        _kill_group(process)  # children an implementation spawned must not outlive the run
         receive.close()
     if done == len(checks):
         return
@@ -440,6 +475,13 @@ def _one_worker(impl, checks, search, timeout, analyse=False) -> Iterator[Any]:
         case=case,
         symptom=symptom,
     )
+
+
+def _kill_group(process: Any) -> None:
+    """SIGKILL the worker's process group (the worker and the processes it started)."""
+    with contextlib.suppress(OSError, TypeError):
+        if process.pid and os.getpgid(process.pid) == process.pid:
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def _death(exitcode: int | None) -> str:

@@ -153,3 +153,76 @@ def test_a_target_setting_numpy_error_state_does_not_break_the_checks():
         np.seterr(**before[0])
         np.set_printoptions(**before[1])
     assert report.ok, [r.message for c in report.clauses for r in c.failures]
+
+
+def _gone(pid: int, within: float = 5.0) -> bool:
+    """Whether process ``pid`` has ended (or is a zombie) within ``within`` seconds."""
+    import os
+    import time
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split(") ", 1)[1].startswith("Z"):
+                    return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            os.kill(pid, 0)  # no /proc: ProcessLookupError once it is gone
+        time.sleep(0.05)
+    return False
+
+
+def test_a_target_that_forks_fails_its_check_and_leaves_no_process(tmp_path):
+    """Two processes writing results into one pipe made the runner crash with an
+    UnpicklingError and no report, and the fork outlived the run."""
+    import os
+
+    pids = tmp_path / "pids"
+
+    def forks(p, q):
+        child = os.fork()
+        if child:
+            with open(pids, "a") as f:
+                f.write(f"{child}\n")
+        return float(np.sum(p * np.log(p / q)))
+
+    report = _run(forks, ["kl.definition", "example.weather.forward"])
+    assert report.clauses[0].status == "fail"
+    children = [int(x) for x in pids.read_text().split()]
+    assert children
+    assert all(_gone(pid) for pid in children)
+
+
+def test_the_worker_ends_when_the_run_is_killed(tmp_path):
+    """Killing `klspec check` left its worker blocked forever in a pipe write."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "slowkl.py").write_text(
+        "import os, time\n"
+        "def kl(p, q):\n"
+        f"    open({str(tmp_path / 'worker')!r}, 'w').write(str(os.getpid()))\n"
+        "    time.sleep(0.05)\n"
+        "    return 0.0\n"
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-m", "klspec", "check", "slowkl:kl", "--profile", "thorough"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "worker").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        worker = int((tmp_path / "worker").read_text())
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait()
+        assert _gone(worker)
+    finally:
+        run.kill()
