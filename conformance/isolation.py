@@ -478,9 +478,13 @@ def _one_worker(impl, checks, search, timeout, analyse=False) -> Iterator[Any]:
 
 
 def _kill_group(process: Any) -> None:
-    """SIGKILL the worker's process group (the worker and the processes it started)."""
+    """SIGKILL the worker's process group (the worker and the processes it started).
+
+    The worker made itself the leader of a group with its own pid; the group lives on
+    after the worker has ended, as long as a process it started is in it.
+    """
     with contextlib.suppress(OSError, TypeError):
-        if process.pid and os.getpgid(process.pid) == process.pid:
+        if process.pid:
             os.killpg(process.pid, signal.SIGKILL)
 
 
