@@ -69,6 +69,14 @@ P = [0.25, 0.25, 0.5]
 Q = [0.5, 0.25, 0.25]
 
 
+def sp(label, values, expect, at=None, equiv=None):
+    return (label, values, expect, at, equiv)
+
+
+NAN, INF = math.nan, math.inf
+TINY, SMALL, HUGE, MAXF = 5e-324, 1e-308, 1e308, float(np.finfo(np.float64).max)
+
+
 # ----------------------------------------------------------------- the functions
 
 
@@ -79,6 +87,7 @@ class Slot:
     name: str
     kind: str
     overrides: dict[str, str] = field(default_factory=dict)  # case label -> expectation
+    specials: tuple = ()  # more special values, as in Kind.specials
 
 
 @dataclass(frozen=True)
@@ -333,6 +342,12 @@ def mix_kw(**kw):
 
 AXIS, BASE = Slot("axis", "axis"), Slot("base", "base")
 MIX = ("means", "sds")
+PADDING = (  # the baseline mask selects out position 2
+    sp("neginf_in_padding", [-1.0, -2.0, -INF], VALUE),
+    sp("nan_in_padding", [-1.0, -2.0, NAN], ANY),
+    sp("inf_in_padding", [-1.0, -2.0, INF], ANY),
+    sp("positive_in_padding", [-1.0, -2.0, 5.0], ANY),
+)
 BROADCASTS = {"zero_d": ANY, "len1": ANY, "col": ANY}  # against the other argument
 REAL, SCALE = "real", "scale"
 
@@ -352,12 +367,19 @@ FUNCTIONS = [
        (Slot("logp", "logprob", BROADCASTS),
         Slot("ref_logp", "logprob", {"neginf_at_1": VALUE, **BROADCASTS}),
         Slot("estimator", "estimator")), "stack", mp_kl_estimate),
+    *(Fn(f"kl_estimate[{est}]", R.kl_estimate,
+         lambda est=est: {"logp": arr([-1.0, -2.0, -0.5]),
+                          "ref_logp": arr([-1.5, -0.25, -3.0]), "estimator": est},
+         (Slot("logp", "logprob", BROADCASTS),
+          Slot("ref_logp", "logprob", {"neginf_at_1": VALUE, **BROADCASTS})),
+         "stack", mp_kl_estimate) for est in ("k1", "k2")),
     Fn("sequence_log_prob", R.sequence_log_prob, lambda: {**seq_kw(), "axis": -1},
-       (Slot("token_logprobs", "logprob", {"neginf_at_1": VALUE}), Slot("mask", "mask"), AXIS),
+       (Slot("token_logprobs", "logprob", {"neginf_at_1": VALUE}, PADDING), Slot("mask", "mask"),
+        AXIS),
        "stack", mp_sequence_log_prob),
     Fn("sequence_log_ratio", R.sequence_log_ratio, lambda: {**ratio_kw(), "axis": -1},
-       (Slot("logp", "logprob", BROADCASTS),
-        Slot("ref_logp", "logprob", {"neginf_at_1": VALUE, **BROADCASTS}),
+       (Slot("logp", "logprob", BROADCASTS, PADDING),
+        Slot("ref_logp", "logprob", {"neginf_at_1": VALUE, **BROADCASTS}, PADDING),
         Slot("mask", "mask"), AXIS), "stack", mp_sequence_log_ratio),
     Fn("rlhf_optimal_policy", R.rlhf_optimal_policy, rlhf_kw,
        (Slot("ref_probs", "dist"), Slot("rewards", REAL), Slot("beta", "beta")), "stack",
@@ -432,12 +454,6 @@ class Kind:
     shapes: dict = field(default_factory=dict)  # shape label -> expectation (default ANY)
 
 
-def sp(label, values, expect, at=None, equiv=None):
-    return (label, values, expect, at, equiv)
-
-
-NAN, INF = math.nan, math.inf
-TINY, SMALL, HUGE, MAXF = 5e-324, 1e-308, 1e308, float(np.finfo(np.float64).max)
 DIST_SHAPES = {"zero_d": ERROR, "empty": ERROR, "n_by_0": ERROR, "len1": ERROR, "col": ERROR}
 
 KINDS = {
@@ -458,11 +474,15 @@ KINDS = {
         sp("greater_than_1", [1.5, -0.25, -0.25], ERROR, 1),
         sp("sum_off_by_1e-10", [0.25, 0.25, 0.5 + 1e-10], VALUE),
         sp("sum_off_by_0.1", [0.25, 0.25, 0.6], ERROR),
+        sp("nearly_P", [0.25 + 1e-9, 0.25 - 1e-9, 0.5], VALUE),
+        sp("nearly_Q", [0.5, 0.25 - 2**-50, 0.25 + 2**-50], VALUE),
     ], DIST_SHAPES),
     "logits": Kind([0, 1, 2], [-1, 0, 2], [
         sp("nan_at_1", [0.0, NAN, 1.0], ERROR, 1),
         sp("inf_at_1", [0.0, INF, 1.0], ERROR, 1),
         sp("neginf_at_1", [0.0, -INF, 1.0], VALUE),
+        sp("neginf_at_0", [-INF, 0.0, 1.0], VALUE),
+        sp("only_one_finite", [-INF, -INF, 3.0], VALUE),
         sp("all_neginf", [-INF, -INF, -INF], ERROR),
         sp("neg_zero", [-0.0, 1.0, -1.0], VALUE, None, [0.0, 1.0, -1.0]),
         sp("subnormal_5e-324", [TINY, 1.0, -1.0], VALUE),
@@ -471,6 +491,7 @@ KINDS = {
         sp("spread_max_float", [MAXF, -MAXF, 0.0], VALUE),
         sp("shifted_by_1e10", [1e10, 1e10 + 1, 1e10 - 1], VALUE),
         sp("all_equal_zero", [0.0, 0.0, 0.0], VALUE),
+        sp("nearly_baseline_p", [0.0, 1.0, -1.0 + 2**-40], VALUE),
     ], {"zero_d": ERROR, "empty": ERROR, "n_by_0": ERROR, "len1": ERROR, "col": ERROR}),
     "logprob": Kind([0, 0, 0], [-1, -2, 0], [
         sp("nan_at_1", [-1.0, NAN, -0.5], ERROR, 1),
@@ -483,6 +504,7 @@ KINDS = {
         sp("subnormal_pos", [TINY, -2.0, -0.5], ANY),
         sp("huge_neg_1e308", [-HUGE, -2.0, -0.5], VALUE),
         sp("neg_max_float", [-MAXF, -MAXF, -0.5], VALUE),
+        sp("nearly_baseline_ref", [-1.5 + 2**-40, -0.25, -3.0 - 2**-40], VALUE),
     ], {"zero_d": ERROR, "empty": ERROR, "n_by_0": ERROR, "len1": ERROR, "col": ERROR}),
     REAL: Kind([0, 1, 2], [-1, 0, 2], [
         sp("nan_at_1", [0.5, NAN, 2.0], ERROR, 1),
@@ -854,7 +876,7 @@ def numeric_cases(fn: Fn, slot: Slot) -> list[Case]:
         plain(base),
     )
     # -- special values
-    for label, values, expect, at, equiv in kind.specials:
+    for label, values, expect, at, equiv in [*kind.specials, *slot.specials]:
         where = f"{name}[{at}]" if at is not None else None
         oracle = plain(equiv) if equiv is not None else None
         add(
@@ -878,7 +900,50 @@ def numeric_cases(fn: Fn, slot: Slot) -> list[Case]:
                     ERROR if fn.tile != "any" else ANY,
                     where=f"{name}[1, {at}]",
                 )
+    # -- a special row deep in a batch of BIG_ROWS rows (past the first block of the
+    #    chunked engine): the error names the row, a value leaves the other rows alone
+    if tile == VALUE and fn.tile in ("stack", "sum", "mean"):
+        chosen = [
+            next(((lb, v, e, at) for lb, v, e, at, _ in kind.specials
+                  if e == ERROR and at is not None), None),
+            next(((lb, v, VALUE, at) for lb, v, e, at, eq in kind.specials
+                  if slot.overrides.get(lb, e) == VALUE and eq is None), None),
+        ]  # fmt: skip
+        for label, values, expect, at in filter(None, chosen):
+            add(
+                f"big_batch_{label}_at_row_{BIG_ROW}",
+                lambda v=values: big_batch(base, v),
+                expect,
+                big_oracle(fn, name, values) if expect == VALUE else None,
+                BIG_RTOL,
+                where=f"{name}[{BIG_ROW}, {at}]" if expect == ERROR else None,
+            )
     return cases
+
+
+BIG_ROWS, BIG_ROW, BIG_RTOL = 25_000, 23_456, 1e-13
+
+
+def big_batch(base, values) -> np.ndarray:
+    a = np.tile(arr(base), (BIG_ROWS, 1))
+    a[BIG_ROW] = values
+    return a
+
+
+def big_oracle(fn: Fn, slot: str, values):
+    """BIG_ROWS copies of the baseline result with row BIG_ROW from the 1-row call."""
+
+    def oracle():
+        b = np.asarray(baseline_result(fn))
+        one = np.asarray(same_call(fn, slot, lambda: arr(values))())
+        if fn.tile == "stack":
+            out = np.repeat(b[None], BIG_ROWS, axis=0)
+            out[BIG_ROW] = one
+            return out
+        total = (BIG_ROWS - 1) * b + one
+        return total if fn.tile == "sum" else total / BIG_ROWS
+
+    return oracle
 
 
 def scalar_cases(fn: Fn, slot: Slot) -> list[Case]:
@@ -1522,6 +1587,9 @@ def _mp_expected(fn: Fn, kw: dict):
         return float(v)
 
 
+ERRSTATE_DEFAULT = {"divide": "warn", "over": "warn", "invalid": "warn", "under": "ignore"}
+
+
 def classify(case: Case) -> tuple[str, str]:
     """Run one case and return (outcome, detail)."""
     kw = case.kwargs()
@@ -1531,7 +1599,7 @@ def classify(case: Case) -> tuple[str, str]:
     try:
         with (
             warnings.catch_warnings(),
-            np.errstate(divide="warn", over="warn", invalid="warn", under="ignore"),
+            np.errstate(**ERRSTATE_DEFAULT),
         ):
             warnings.simplefilter("error")
             got = case.fn.func(**kw)
@@ -1580,7 +1648,7 @@ def classify(case: Case) -> tuple[str, str]:
             return BAD, f"wrong value: {problem}"
     if case.mp and case.fn.mp is not None:
         want = _mp_expected(case.fn, case.kwargs())
-        problem = _same(got, want, 1e-13, atol=1e-30)
+        problem = _same(got, want, 1e-13, atol=1e-40)
         if problem:
             return BAD, f"wrong value against mpmath: {problem}"
     return OK, repr(got)
