@@ -918,10 +918,35 @@ def numeric_cases(fn: Fn, slot: Slot) -> list[Case]:
                 BIG_RTOL,
                 where=f"{name}[{BIG_ROW}, {at}]" if expect == ERROR else None,
             )
+        # the same batch in layouts the engine copies block by block
+        if fn.tile == "stack":
+            stacked = tiled(fn, BIG_ROWS)
+            for label, make in (
+                ("big_batch_float32", lambda: np.tile(arr(base, np.float32), (BIG_ROWS, 1))),
+                ("big_batch_fortran", lambda: np.asfortranarray(np.tile(arr(base), (BIG_ROWS, 1)))),
+                ("big_batch_zero_stride", lambda: np.broadcast_to(arr(base), (BIG_ROWS, N))),
+            ):
+                add(label, make, VALUE, stacked, BIG_RTOL)
+        # enough blocks for the engine's threads, the bad entry in the last block
+        if fn.tile == "stack" and name == fn.slots[0].name and kind.specials[0][3] is not None:
+            label, values, _e, at, _q = kind.specials[0]
+            add(
+                f"threaded_batch_{label}_at_row_{THREADED_ROWS - 1}",
+                lambda v=values: threaded_batch(base, v),
+                ERROR,
+                where=f"{name}[{THREADED_ROWS - 1}, {at}]",
+            )
     return cases
 
 
 BIG_ROWS, BIG_ROW, BIG_RTOL = 25_000, 23_456, 1e-13
+THREADED_ROWS = 120_000  # 360,000 entries: more than 4 blocks of 2**16
+
+
+def threaded_batch(base, values) -> np.ndarray:
+    a = np.tile(arr(base), (THREADED_ROWS, 1))
+    a[-1] = values
+    return a
 
 
 def big_batch(base, values) -> np.ndarray:
