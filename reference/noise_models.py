@@ -235,8 +235,9 @@ def bernoulli_nll(
 
     Pass exactly one of ``p`` (probabilities in [0, 1]) or ``logits``
     (p = 1/(1 + e^{−logits}), any finite real). ``y`` holds labels in [0, 1]:
-    0/1, or soft labels. ``y`` and ``p``/``logits`` broadcast together. With
-    0·log 0 = 0, y = 1 with p = 1 (or y = 0 with p = 0) contributes 0, and
+    0/1 (ints, floats or booleans, True read as 1), or soft labels. ``y`` and
+    ``p``/``logits`` broadcast together. With 0·log 0 = 0, y = 1 with p = 1
+    (or y = 0 with p = 0) contributes 0, and
     y > 0 with p = 0 (or y < 1 with p = 1) gives +inf. From logits every term
     is finite and accurate for |logits| up to 1.8e308; prefer logits when p is
     near 0 or 1, where a float64 probability has already lost the digits.
@@ -264,7 +265,7 @@ def _bernoulli_terms(
 ) -> np.ndarray:
     """Validated −[y log p + (1 − y) log(1 − p)] per entry, from p or from logits."""
     name, value = _exactly_one(func, "p", p, "logits", logits)
-    y_arr, y64 = _checked("y", y)
+    y_arr, y64 = _checked("y", y, allow_bool=True)  # True/False are the labels 1/0
     _raise_at(
         "y",
         y_arr,
@@ -427,13 +428,14 @@ def _pairs(a: np.ndarray, b: np.ndarray) -> Iterable[tuple[float, float]]:
 
 
 def _checked(
-    name: str, value: ArrayLike, *, what: str | None = None
+    name: str, value: ArrayLike, *, what: str | None = None, allow_bool: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Real dtype, not empty, no NaN or ±inf; returns (the array as given, its float64 values).
 
     The float64 array may be the caller's own (float64 input): it is never written to.
+    ``allow_bool=True`` (Bernoulli labels only) reads bool entries as 0 and 1.
     """
-    arr = _as_real_array(name, value, what=what or name)
+    arr = _as_real_array(name, value, what=what or name, allow_bool=allow_bool)
     if arr.size == 0:
         raise ValueError(
             f"{name} is empty (shape {arr.shape}); the loss needs at least one observation"

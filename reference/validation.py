@@ -269,12 +269,18 @@ def _validate_one(name: str, value: ArrayLike, axis: int) -> np.ndarray:
     return np.moveaxis(x, ax, -1)
 
 
-def _as_real_array(name: str, value: ArrayLike, *, what: str = "probabilities") -> np.ndarray:
+def _as_real_array(
+    name: str, value: ArrayLike, *, what: str = "probabilities", allow_bool: bool = False
+) -> np.ndarray:
     """Rules 1-2: convert with np.asarray and refuse non-real dtypes and ragged input.
 
     ``what`` names the values in the TypeError's advice (``<what> must be real
     numbers``); other modules pass e.g. ``what="y"`` for data that are not
     probabilities. A numpy masked array is refused (:func:`refuse_masked`).
+    ``allow_bool=True`` accepts bool input where a bool reads naturally as 0/1
+    (e.g. Bernoulli labels) and returns it as a new uint8 array of 0s and 1s, so
+    that its float64 values are exactly those of the 0/1 labels; otherwise bool is
+    refused (a mask passed by mistake).
     """
     refuse_masked(name, value)
     try:
@@ -287,6 +293,8 @@ def _as_real_array(name: str, value: ArrayLike, *, what: str = "probabilities") 
         raise TypeError(f"{name} cannot be converted to an array of numbers: {exc}") from exc
     except (TypeError, OverflowError) as exc:
         raise TypeError(f"{name} cannot be converted to an array of numbers: {exc}") from exc
+    if allow_bool and arr.dtype.kind == "b":
+        return arr.astype(np.uint8)  # a new array: True -> 1, False -> 0
     if arr.dtype.kind not in "iuf":
         if arr.dtype.kind == "O" and arr.ndim == 0:
             raise TypeError(

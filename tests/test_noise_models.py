@@ -689,10 +689,22 @@ ZEROS3 = np.zeros(3)
             id="sigma None",
         ),
         pytest.param(
-            lambda: bernoulli_nll(np.array([True, False]), [0.5, 0.5]),
+            lambda: bernoulli_nll([1.0, 0.0], np.array([True, False])),
+            TypeError,
+            "p has dtype bool (a boolean mask?); probabilities must be real numbers",
+            id="bool p (labels may be bool, probabilities not)",
+        ),
+        pytest.param(
+            lambda: gaussian_nll(np.array([True, False]), [0.5, 0.5], 1.0),
             TypeError,
             "y has dtype bool (a boolean mask?); y must be real numbers",
-            id="bool labels",
+            id="bool gaussian y",
+        ),
+        pytest.param(
+            lambda: bernoulli_nll([1.0], logits=np.array([True])),
+            TypeError,
+            "logits has dtype bool (a boolean mask?); logits must be real numbers",
+            id="bool logits",
         ),
         pytest.param(
             lambda: mae([[1.0, 2.0], [3.0]], [0.0]),
@@ -813,6 +825,31 @@ ZEROS3 = np.zeros(3)
 def test_bad_input_names_argument_problem_and_position(call, error, message):
     with pytest.raises(error, match=exactly(message)):
         call()
+
+
+BOOL_LABELS = np.array([[True, False, True], [False, False, True]])
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda y: bernoulli_nll(y, [0.25, 0.5, 1 - 1e-12]),
+        lambda y: bernoulli_nll(y, logits=[[-3.0, 0.0, 40.0], [1e-300, -700.0, 2.5]]),
+        lambda y: binary_cross_entropy(y, [[0.1, 0.9, 0.5], [0.0, 0.3, 1.0]]),
+        lambda y: binary_cross_entropy(y, logits=-1.5),
+    ],
+    ids=["bernoulli_nll(p)", "bernoulli_nll(logits)", "bce(p)", "bce(logits)"],
+)
+def test_bool_labels_equal_the_0_1_float_labels_bit_for_bit(call):
+    # bernoulli_mle accepts bool observations; the NLL must read them the same way.
+    labels = BOOL_LABELS.copy()
+    got = call(labels)
+    want = call(BOOL_LABELS.astype(np.float64))
+    assert isinstance(got, np.float64)
+    assert got.tobytes() == want.tobytes()
+    np.testing.assert_array_equal(labels, BOOL_LABELS)  # not modified
+    assert labels.dtype == np.bool_
+    assert call(labels.tolist()) == want  # nested Python bools too
 
 
 @pytest.mark.skipif(

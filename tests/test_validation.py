@@ -905,3 +905,15 @@ def test_junk_property_rejects_a_broken_validator(broken):
     check = settings(database=None, phases=[Phase.generate])(reports_first_bad_entry(broken))
     with pytest.raises(AssertionError):
         check()
+
+
+def test_bool_is_read_as_0_1_only_where_the_caller_allows_it():
+    mask = np.array([True, False, True])
+    with pytest.raises(TypeError, match=re.escape("y has dtype bool (a boolean mask?); y must")):
+        validation._as_real_array("y", mask, what="y")
+    got = validation._as_real_array("y", mask, what="y", allow_bool=True)
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, [1, 0, 1])
+    got[0] = 7  # a new array: the caller's is untouched
+    np.testing.assert_array_equal(mask, [True, False, True])
+    assert validation._as_real_array("y", True, allow_bool=True).tolist() == 1
