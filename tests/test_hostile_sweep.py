@@ -2,7 +2,9 @@
 
 Each public function has a valid baseline call and a list of argument slots. The sweep
 substitutes one argument at a time with a hostile value: wrong types, every dtype,
-shapes, memory layouts, special values and every option. Each case is classified:
+shapes, memory layouts, special values (also deep in a 25,000-row batch, past the
+chunked engine's first block, and in the last row of a batch big enough for its
+threads) and every option. Each case is classified:
 
 ``OK``
     A value without NaN, float64, equal to an oracle where one is cheap: the baseline
@@ -1772,9 +1774,21 @@ def main(argv: list[str]) -> None:
         + f"{sum(total.values()):>8}"
     )
     print(f"{len(cases)} cases in {elapsed:.1f} s; {len(LEFT_OUT)} left out of the test run")
+    kinds = collections.Counter(_bad_kind(detail) for _, detail in bad)
+    print(
+        f"inputs tried {len(cases)}, right values {total[OK]}, clear errors "
+        f"{total[CLEAR_ERROR]}, wrong values {kinds['wrong value']}, crashes or unclear "
+        f"errors {kinds['crash']}"
+    )
     if "--bad" in argv:
         for case_id, detail in bad:
             print(f"BAD {case_id}: {detail}")
+
+
+def _bad_kind(detail: str) -> str:
+    """A BAD case is a wrong value (NaN, wrong number, no error, modified input) or a crash."""
+    wrong = ("returned", "wrong value", "modified")
+    return "wrong value" if detail.startswith(wrong) else "crash"
 
 
 if __name__ == "__main__":
