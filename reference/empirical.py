@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Iterable, KeysView, Sequence
+from collections.abc import Hashable, ItemsView, Iterable, KeysView, Sequence
 from collections.abc import Set as AbstractSet
 
 import numpy as np
@@ -27,7 +27,9 @@ def empirical_distribution(
 
     Raises ``ValueError`` for empty ``samples``, duplicates in ``support`` and a
     sample that is not in ``support``; ``TypeError`` for an unhashable sample or
-    outcome, a ``set`` as ``support`` (no fixed order) and a masked array.
+    outcome, a ``set`` or ``frozenset`` as ``support`` (no fixed order), such a set
+    as ``samples`` when ``support`` is None (the order of first appearance would
+    change with the hash seed) and a masked array.
     """
     support, counts, n = _count(
         samples, support, needs="the empirical distribution", hint=" or leave support=None"
@@ -45,6 +47,9 @@ def _count(
     needs at least one sample"; ``hint`` ends the advice for a sample not in support.
     """
     refuse_masked("samples", samples)
+    if support is None:
+        # The support is then the samples in order of first appearance: a set has none.
+        _check_ordered(samples, "samples", " (or fix the order with support=[...])")
     samples = list(samples)
     if not samples:
         raise ValueError(f"samples is empty; {needs} needs at least one sample")
@@ -56,7 +61,7 @@ def _count(
     if support is None:
         support = list(counts)  # a Counter keeps the order of first appearance
     else:
-        _check_ordered(support)
+        _check_ordered(support, "support")
         support = list(support)
         _check_hashable("support", support)
         seen: set[Hashable] = set()
@@ -76,13 +81,18 @@ def _count(
     return support, [counts.get(o, 0) for o in support], len(samples)
 
 
-def _check_ordered(support: object) -> None:
-    """``support`` fixes the order of the probabilities: a set has none (hash seed order)."""
-    refuse_masked("support", support)
-    if isinstance(support, AbstractSet) and not isinstance(support, KeysView):
+def _check_ordered(values: object, name: str = "support", advice: str = "") -> None:
+    """``values`` fixes the order of the probabilities: a set has none (hash seed order).
+
+    A set or frozenset (any ``collections.abc.Set``) is refused; a dict's keys or
+    items view is not, because a dict keeps insertion order.
+    """
+    refuse_masked(name, values)
+    if isinstance(values, AbstractSet) and not isinstance(values, (KeysView, ItemsView)):
         raise TypeError(
-            f"support is a {type(support).__name__}, which has no fixed order (it changes "
-            "with the hash seed); pass an ordered sequence, e.g. sorted(support) or a list"
+            f"{name} is a {type(values).__name__}, which has no fixed order (it changes "
+            f"with the hash seed); pass an ordered sequence, e.g. sorted({name}) or a "
+            f"list{advice}"
         )
 
 

@@ -147,6 +147,28 @@ CASES = [
     row("categorical_log_likelihood(['a'], [.5, .5], dict.fromkeys('ab').keys()) -> ordered, ok",
         lambda: R.categorical_log_likelihood(["a"], U2, dict.fromkeys("ab").keys()),
         Returns(-np.log(2))),
+    # a set as samples with support=None: the support's order (of first appearance)
+    # would change with the hash seed
+    row("empirical_distribution({'a', 'b'}) -> TypeError samples",
+        lambda: R.empirical_distribution({"a", "b"}),
+        Raises(TypeError, r"^samples is a set, which has no fixed order \(it changes with "
+               r"the hash seed\); pass an ordered sequence, e.g\. sorted\(samples\) or a "
+               r"list \(or fix the order with support=\[\.\.\.\]\)$")),
+    row("empirical_distribution(frozenset('ab')) -> TypeError samples",
+        lambda: R.empirical_distribution(frozenset("ab")),
+        Raises(TypeError, r"^samples is a frozenset, which has no fixed order")),
+    row("empirical_distribution({1: 0, 2: 0}.keys() - {2}) -> TypeError samples (a set)",
+        lambda: R.empirical_distribution({1: 0, 2: 0}.keys() - {2}),
+        Raises(TypeError, r"^samples is a set, which has no fixed order")),
+    row("categorical_mle({'a', 'b'}) -> TypeError samples",
+        lambda: R.categorical_mle({"a", "b"}),
+        Raises(TypeError, r"^samples is a set, which has no fixed order")),
+    row("empirical_distribution({'a', 'b'}, support=['b', 'a']) -> order from support, ok",
+        lambda: R.empirical_distribution({"a", "b"}, support=["b", "a"])[1],
+        Returns(U2)),
+    row("empirical_distribution(dict.fromkeys('ba').keys()) -> ordered (insertion), ok",
+        lambda: tuple(R.empirical_distribution(dict.fromkeys("ba").keys())[0]),
+        Returns(("b", "a"))),
     # -- 5. numpy masked arrays: refused, naming the argument
     row("entropy(p=masked) -> TypeError p", lambda: R.entropy(M2), masked("p")),
     row("kl_divergence(p, q=masked) -> TypeError q", lambda: R.kl_divergence(U2, M2), masked("q")),
