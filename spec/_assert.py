@@ -109,7 +109,7 @@ def observe(
         value = np.asarray(None)
     if value.dtype.kind not in "fiu":
         raise Violation(
-            f"{call} returned {type(got).__name__} {_short(repr(got))}, "
+            f"{call} returned {type(got).__name__} {_short(_repr(got))}, "
             "but should return a real number",
             "type",
         )
@@ -148,7 +148,7 @@ def invoke(call: str, fn: Callable[..., Any], *args: Any, **options: Any) -> Any
         raise Violation(f"{call} {exc}, but should return a value", "no_result") from None
     except Exception as exc:
         raise Violation(
-            f"{call} raised {_exception(exc)}, but should return a value", "raises"
+            f"{call} raised {describe_exception(exc)}, but should return a value", "raises"
         ) from exc
     finally:
         np.seterr(**errors)
@@ -262,13 +262,42 @@ def names_argument(message: str, names: tuple[str, ...]) -> bool:
     return any(re.search(rf"(?<![\w.]){re.escape(n)}(?!\w)", message) for n in names)
 
 
-def _exception(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
+def message_of(exc: BaseException) -> str:
+    """``str(exc)``, or what it is when the target's exception cannot be printed."""
+    try:
+        text = str(exc)
+        if isinstance(text, str):
+            return text
+    except Exception as broken:
+        return f"<its message could not be printed: {type(broken).__name__}>"
+    return "<its message is not a string>"
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``ValueError('q[3] is negative')``: an exception as messages show it (first line)."""
+    text = message_of(exc)
+    text = text.splitlines()[0] if text else ""
     return f"{type(exc).__name__}({_short(text)!r})" if text else type(exc).__name__
 
 
+def printable(x: Any, limit: int = 120) -> str:
+    """``repr(x)`` shortened to ``limit`` characters, never raising (for the target's objects)."""
+    return _short(x, limit)
+
+
+def _repr(x: Any) -> str:
+    """``repr(x)``, or what it is when its ``__repr__`` raises (a result is the target's object)."""
+    try:
+        text = repr(x)
+        if isinstance(text, str):
+            return text
+    except Exception as exc:
+        return f"<unprintable: its __repr__ raised {type(exc).__name__}>"
+    return "<unprintable: its __repr__ did not return a string>"
+
+
 def _short(x: Any, limit: int = 120) -> str:
-    text = x if isinstance(x, str) else repr(x)
+    text = x if isinstance(x, str) else _repr(x)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -26,7 +26,9 @@ from hypothesis import strategies as st
 from klspec.spec import _expected, _inputs, oracle, strategies
 from klspec.spec._assert import (
     call_text,
+    describe_exception,
     invoke,
+    message_of,
     names_argument,
     observe,
     require,
@@ -684,14 +686,14 @@ def _rejects(impl: Implementation, case: Any, *, kind: str) -> None:
             try:
                 result = fn(*args, **options)
             except (ValueError, TypeError) as exc:
-                if not names_argument(str(exc), bad.names):
+                if not names_argument(message_of(exc), bad.names):
                     violated(
-                        f"{call} raised {type(exc).__name__}({str(exc)!r}), "
+                        f"{call} raised {describe_exception(exc)}, "
                         f"but should name {' or '.join(bad.names)}"
                     )
                 continue
             except Exception as exc:
-                violated(f"{call} raised {type(exc).__name__}({str(exc)!r}), but should {should}")
+                violated(f"{call} raised {describe_exception(exc)}, but should {should}")
             violated(f"{call} returned {_short_value(result)}, but should {should}")
 
 

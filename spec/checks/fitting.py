@@ -17,7 +17,16 @@ from typing import Any
 import mpmath
 from hypothesis import strategies as st
 
-from klspec.spec._assert import invoke, mp, observe, require, require_close, show, violated
+from klspec.spec._assert import (
+    invoke,
+    mp,
+    observe,
+    printable,
+    require,
+    require_close,
+    show,
+    violated,
+)
 from klspec.spec.checks._registry import check
 from klspec.spec.interface import Implementation
 from klspec.spec.strategies import Case
@@ -55,8 +64,8 @@ def _fit(
     )
     try:
         mean, sd, kl = (float(x) for x in result)
-    except (TypeError, ValueError):
-        violated(f"{call} returned {result!r}, but should return (mean, sd, kl)")
+    except Exception:  # the target's object: whatever it raises, it is not (mean, sd, kl)
+        violated(f"{call} returned {printable(result)}, but should return (mean, sd, kl)")
     return call, mean, sd, kl
 
 

@@ -19,7 +19,7 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from klspec.spec import _expected
-from klspec.spec._assert import invoke, observe, require, require_close, show, violated
+from klspec.spec._assert import invoke, observe, printable, require, require_close, show, violated
 from klspec.spec.checks._registry import check
 from klspec.spec.checks.fitting import _fit, _moments, mixtures
 from klspec.spec.checks.noise_models import _best
@@ -150,8 +150,8 @@ def categorical_mle_is_frequency(impl: Implementation, case: Case) -> None:
     try:
         outcomes, probs = result
         probs = np.asarray(probs, dtype=np.float64)
-    except (TypeError, ValueError):
-        violated(f"{call} returned {result!r}, but should return (support, probabilities)")
+    except Exception:  # the target's object: whatever it raises, it is not (support, probs)
+        violated(f"{call} returned {printable(result)}, but should return (support, probabilities)")
     want = counts / len(samples)
     if list(outcomes) != support or probs.shape != want.shape or (probs != want).any():
         violated(f"{call}={show(probs)}, but should be count/n = {show(want)}")
