@@ -4,7 +4,8 @@ The command-line face of :mod:`klspec.conformance`, registered in
 :data:`klspec.commands.COMMANDS`. Exit status of ``check``: 0 when
 every required clause passes (expected failures allowed), 1 when one fails, 2
 for a usage error, a target that cannot be imported or an adapter whose
-library is missing. The last line of its output is ``N passed, M failed``
+library is missing, 3 when none failed but ``--deadline`` ended the run before
+every clause was checked. The last line of its output is ``N passed, M failed``
 (``, K skipped`` when any were), where "failed" counts exactly the clauses that
 make the exit status 1.
 """
@@ -85,7 +86,7 @@ def _log_ratio_range(text: str) -> tuple[float, float]:
 
 def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     """The target and its options, and the run options beyond --clause/--profile/--seed."""
-    from klspec.conformance.isolation import DEFAULT_TIMEOUT
+    from klspec.conformance.isolation import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT
     from klspec.conformance.signatures import ARRAYS, ESTIMATORS, REDUCTIONS
     from klspec.spec.interface import QUANTITIES
     from klspec.spec.precision import PRECISIONS
@@ -174,6 +175,22 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"limit on each call of the target (default {DEFAULT_TIMEOUT:g})",
     )
     parser.add_argument(
+        "--deadline",
+        type=float,
+        metavar="SECONDS",
+        help="limit on the whole run: clauses not checked by then are reported as not "
+        "finished (exit status 3 when nothing failed)",
+    )
+    parser.add_argument(
+        "--memory-limit",
+        type=float,
+        default=DEFAULT_MEMORY_LIMIT,
+        metavar="MB",
+        help="the most memory the target may hold (megabytes, resident, with the processes "
+        f"it starts; 0 for no limit; default {DEFAULT_MEMORY_LIMIT}): beyond it the check "
+        "fails and its worker is killed",
+    )
+    parser.add_argument(
         "--xfails",
         type=Path,
         metavar="FILE",
@@ -205,6 +222,10 @@ def check(args: argparse.Namespace, out: TextIO) -> int:
             raise UsageError("--max-examples must be at least 1")
         if args.timeout is not None and args.timeout <= 0:
             raise UsageError("--timeout must be positive")
+        if args.deadline is not None and not args.deadline > 0:
+            raise UsageError("--deadline must be positive")
+        if not args.memory_limit >= 0:
+            raise UsageError("--memory-limit must be a number of megabytes (0 for no limit)")
         xfails = read_xfails(args.xfails) if args.xfails else None
         with _import_deadline(IMPORT_FACTOR * (args.timeout or 10.0), args.target):
             impl = resolve(args.target, **options)
@@ -229,7 +250,9 @@ def check(args: argparse.Namespace, out: TextIO) -> int:
         )
     if args.json:
         write_json(args.json, report, impl)
-    return 0 if report.ok else 1
+    if not report.ok:
+        return 1
+    return 0 if report.complete else 3
 
 
 def run_report(impl, args: argparse.Namespace, expected: dict[str, str], out: TextIO):
@@ -265,6 +288,8 @@ def run_report(impl, args: argparse.Namespace, expected: dict[str, str], out: Te
         timeout=args.timeout,
         isolate=True,
         expected=expected,
+        deadline=args.deadline,
+        memory_limit=args.memory_limit or None,
     )
     if float64_only:
         out.write(

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from klspec.conformance.isolation import DEFAULT_TIMEOUT
+from klspec.conformance.isolation import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT
 from klspec.conformance.report import describe
 from klspec.conformance.runner import Report, run
 from klspec.conformance.targets import resolve
@@ -52,6 +52,8 @@ def check(
     timeout: float | None = DEFAULT_TIMEOUT,
     xfails: Mapping[str, str] | None = None,
     isolate: bool = True,
+    deadline: float | None = None,
+    memory_limit: float | None = DEFAULT_MEMORY_LIMIT,
 ) -> Report:
     """Check a function (or a target name) against the spec; raise if a required clause fails.
 
@@ -71,7 +73,11 @@ def check(
     restricts the run to those clause ids; ``profile``, ``max_examples`` and
     ``seed`` set the search; ``timeout`` limits each call (seconds);
     ``xfails`` maps clause ids or check names to the reason they are expected
-    to fail; ``isolate`` runs the checks in a forked worker.
+    to fail; ``isolate`` runs the checks in a forked worker, which is killed
+    (failing the check) when it holds more than ``memory_limit`` megabytes
+    (None: no limit); ``deadline`` limits the whole run (seconds): clauses it
+    cuts short are "unfinished" (:attr:`Report.complete` is False), which does
+    not raise. What the target prints is captured into :attr:`Report.output`.
 
     Returns the report; raises :class:`ConformanceError` (an AssertionError
     whose ``report`` attribute is the report) when a required clause fails.
@@ -100,6 +106,8 @@ def check(
         timeout=timeout,
         isolate=isolate,
         expected=xfails,
+        deadline=deadline,
+        memory_limit=memory_limit,
     )
     if not report.ok:
         raise ConformanceError(describe(report), report)

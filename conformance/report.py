@@ -14,7 +14,14 @@ from typing import Any
 
 from klspec.conformance.runner import CheckResult, ClauseResult, Report
 
-STATUS = {"pass": "PASS", "fail": "FAIL", "skip": "SKIP", "advisory": "WARN", "xfail": "XFAIL"}
+STATUS = {
+    "pass": "PASS",
+    "fail": "FAIL",
+    "skip": "SKIP",
+    "advisory": "WARN",
+    "xfail": "XFAIL",
+    "unfinished": "CUT",
+}
 
 
 # --- how a report reads ------------------------------------------------------------------
@@ -25,6 +32,8 @@ def clause_line(result: ClauseResult, width: int) -> str:
     n = len(result.results)
     if not result.results:
         detail = "(no checks)"
+    elif result.verdict == "unfinished":
+        detail = f"({UNFINISHED_TEXT})"
     elif result.status == "skip":
         detail = f"({result.results[0].reason})"
     else:
@@ -74,12 +83,45 @@ def describe(report: Report) -> str:
                 for number, (title, ids) in enumerate(causes, 1)
             )
         )
+    if report.output_bytes:
+        parts.append(output_text(report))
     seed = f", seed {report.seed}" if report.seed is not None else ""
     tail = [f"checked {report.target} (profile {report.profile}{seed}) in {report.seconds:.1f}s"]
+    if not report.complete:
+        tail.append(
+            f"the run's deadline ({report.deadline:g} s) passed before every clause was "
+            f"checked: {report.counts['unfinished']} not finished"
+        )
     if report.aside:
         tail.append(report.aside)
     tail.append(report.summary)
     return "\n".join(parts) + ("\n" if parts else "") + "\n".join(tail) + "\n"
+
+
+#: Lines of the implementation's output shown from its start, and as many from its end.
+OUTPUT_LINES = 8
+#: How a clause the deadline cut short reads in its line.
+UNFINISHED_TEXT = "not finished: the run's deadline passed"
+
+
+def output_text(report: Report) -> str:
+    """What the implementation printed during the checks: its first and last lines."""
+    from klspec.conformance.isolation import CUT
+
+    size = report.output_bytes
+    lines = [
+        line if len(line) <= 160 else line[:157] + "..."
+        for line in report.output.rstrip("\n").split("\n")
+        if line != CUT
+    ]
+    head, tail = lines[:OUTPUT_LINES], lines[OUTPUT_LINES:][-OUTPUT_LINES:]
+    left = size - sum(len(line.encode()) + 1 for line in head + tail)
+    if left > 0:
+        head.append(f"[... {left:,} bytes left out ...]")
+    return (
+        f"output of {report.target} during the checks ({size:,} byte{'s' * (size != 1)}, "
+        "its stdout and stderr):\n" + "".join(f"  | {line}\n" for line in head + tail)
+    )
 
 
 def root_causes(report: Report) -> list[tuple[str, list[str]]]:
@@ -188,6 +230,9 @@ def report_data(report: Report, impl: Any) -> dict[str, Any]:
         "ok": report.ok,
         "counts": report.counts,
         "summary": report.summary,
+        "complete": report.complete,
+        "output": report.output,
+        "output_bytes": report.output_bytes,
         "clauses": [_clause_data(c) for c in report.clauses],
     }
 

@@ -91,7 +91,7 @@ class CheckResult:
 
 #: How a clause's result counts: "advisory" is an advisory clause not met, "xfail" a
 #: failure listed as expected; neither decides the exit status.
-Verdict = Literal["pass", "fail", "skip", "xfail", "advisory"]
+Verdict = Literal["pass", "fail", "skip", "xfail", "advisory", "unfinished"]
 
 
 @dataclass(frozen=True)
@@ -139,10 +139,20 @@ class ClauseResult:
         return "; ".join(dict.fromkeys(reasons)) if reasons and all(reasons) else None
 
     @property
+    def unfinished(self) -> bool:
+        """Whether the run's deadline ended one of its checks or kept it from starting."""
+        from klspec.conformance.isolation import UNFINISHED
+
+        return any(r.status == "skip" and r.reason == UNFINISHED for r in self.results)
+
+    @property
     def verdict(self) -> Verdict:
-        """How the clause counts: its status, with listed failures and advisory clauses apart."""
+        """How the clause counts: its status, with listed failures and advisory clauses apart.
+
+        A clause the deadline cut short is "unfinished" unless a check already failed.
+        """
         if self.status != "fail":
-            return self.status
+            return "unfinished" if self.unfinished else self.status
         if self.expected_reason is not None:
             return "xfail"
         return "advisory" if self.clause.level == "advisory" else "fail"
@@ -159,11 +169,16 @@ class Report:
     seconds: float = 0.0
     max_examples: int | None = None
     timeout: float | None = None
+    #: What the implementation printed during the checks (its start and end when long).
+    output: str = ""
+    #: How many bytes it printed.
+    output_bytes: int = 0
+    deadline: float | None = None
 
     @property
     def counts(self) -> dict[str, int]:
-        """How many clauses have each verdict (pass, fail, skip, xfail, advisory)."""
-        counts = {"pass": 0, "fail": 0, "skip": 0, "xfail": 0, "advisory": 0}
+        """How many clauses have each verdict (pass, fail, skip, xfail, advisory, unfinished)."""
+        counts = {"pass": 0, "fail": 0, "skip": 0, "xfail": 0, "advisory": 0, "unfinished": 0}
         for c in self.clauses:
             counts[c.verdict] += 1
         return counts
@@ -174,16 +189,23 @@ class Report:
         return self.counts["fail"] == 0
 
     @property
+    def complete(self) -> bool:
+        """Whether every clause was checked to the end (no deadline cut the run short)."""
+        return self.counts["unfinished"] == 0
+
+    @property
     def summary(self) -> str:
-        """``N passed, M failed`` (``, K skipped`` when any were).
+        """``N passed, M failed`` (``, K skipped``, ``, J not finished`` when any were).
 
         "failed" counts the clauses that decide the outcome: required ones, not
         listed as expected failures. Advisory clauses not met and expected
-        failures are in :attr:`aside`.
+        failures are in :attr:`aside`; "not finished" are clauses the run's
+        deadline cut short.
         """
         counts = self.counts
         text = f"{counts['pass']} passed, {counts['fail']} failed"
-        return text + (f", {counts['skip']} skipped" if counts["skip"] else "")
+        text += f", {counts['skip']} skipped" if counts["skip"] else ""
+        return text + (f", {counts['unfinished']} not finished" if counts["unfinished"] else "")
 
     @property
     def aside(self) -> str:
@@ -436,6 +458,9 @@ def run(
     isolate: bool = False,
     expected: Mapping[str, str] | None = None,
     causes: bool = True,
+    deadline: float | None = None,
+    memory_limit: float | Literal["default"] | None = "default",
+    capture_output: bool = True,
 ) -> Report:
     """Run the checks of ``clauses`` (default: all, in catalog order) against ``impl``.
 
@@ -448,9 +473,13 @@ def run(
     crash fails a check instead of the run (:mod:`klspec.conformance.isolation`).
     ``causes`` analyses each failure for its root cause (:mod:`klspec.conformance.causes`).
     ``expected`` maps clause ids or check names to the reason they are
-    expected to fail (an xfail list).
+    expected to fail (an xfail list). ``deadline`` (seconds) ends the whole run:
+    clauses it cuts short are "unfinished". ``memory_limit`` (megabytes, None for
+    none; the default is :data:`~klspec.conformance.isolation.DEFAULT_MEMORY_LIMIT`)
+    bounds an isolated worker. With ``capture_output`` what the implementation
+    prints is kept out of the terminal and put in the report (:attr:`Report.output`).
     """
-    from klspec.conformance.isolation import run_checks
+    from klspec.conformance.isolation import DEFAULT_MEMORY_LIMIT, Output, run_checks
 
     if isinstance(impl, str):
         from klspec.conformance.targets import resolve
@@ -468,6 +497,7 @@ def run(
     start = time.perf_counter()
     expected = dict(expected or {})
     checks = [k for c in wanted for k in checks_for(c.id)]
+    output = Output() if capture_output else None
     outcomes = run_checks(
         impl,
         checks,
@@ -477,14 +507,22 @@ def run(
         isolate=isolate,
         shrink_limit=SHRINK_LIMITS.get(profile_name),
         analyse=causes,
+        deadline=deadline,
+        memory_limit=DEFAULT_MEMORY_LIMIT if memory_limit == "default" else memory_limit,
+        output=output,
     )
     results = []
-    with contextlib.closing(outcomes):  # stops a worker process if on_result raises
-        for c in wanted:
-            result = ClauseResult(c, tuple(next(outcomes) for _ in checks_for(c.id)), expected)
-            results.append(result)
-            if on_result is not None:
-                on_result(result)
+    try:
+        with contextlib.closing(outcomes):  # stops a worker process if on_result raises
+            for c in wanted:
+                result = ClauseResult(c, tuple(next(outcomes) for _ in checks_for(c.id)), expected)
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+        printed = (output.excerpt(), output.size) if output else ("", 0)
+    finally:
+        if output:
+            output.close()
     return Report(
         impl.name,
         profile_name,
@@ -493,4 +531,7 @@ def run(
         time.perf_counter() - start,
         max_examples=settings.max_examples,
         timeout=timeout,
+        output=printed[0],
+        output_bytes=printed[1],
+        deadline=deadline,
     )

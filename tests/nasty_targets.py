@@ -66,6 +66,46 @@ def calls_sys_exit(p, q):
     sys.exit(4)
 
 
+class _Unprintable:
+    def __repr__(self):
+        raise RuntimeError("no repr")
+
+
+def returns_unprintable(p, q):
+    return _Unprintable()
+
+
+class Mute(Exception):
+    def __str__(self):
+        raise RuntimeError("no str")
+
+
+def raises_unprintable(p, q):
+    raise Mute
+
+
+def prints(p, q):
+    """Correct, and talks: print, a raw write to fd 1, and stderr."""
+    print("print from the target")
+    os.write(1, b"fd 1 from the target\n")
+    sys.stderr.write("stderr from the target\n")
+    return correct(p, q)
+
+
+_LEAK: list = []
+
+
+def leaks(p, q):
+    """Correct, and keeps 64 MB more on every call."""
+    _LEAK.append(np.ones(2**23))
+    return correct(p, q)
+
+
+def slow(p, q):
+    time.sleep(0.3)
+    return correct(p, q)
+
+
 def writes_into_q(p, q):
     q /= q.sum()  # "normalises" in place: the caller's q changes
     return correct(p, q)

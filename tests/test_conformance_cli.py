@@ -126,6 +126,8 @@ def test_installed_command_from_the_target_directory(tmp_path):
         (["nasty_targets:correct", "--signature", "f(p)"], "must take one of p"),
         (["scipy.rel_entr", "--signature", "f(p, q)"], "apply to module:function targets"),
         (["reference", "--timeout", "0"], "--timeout must be positive"),
+        (["reference", "--deadline", "0"], "--deadline must be positive"),
+        (["reference", "--memory-limit", "-1"], "--memory-limit must be a number of megabytes"),
     ],
     ids=lambda x: x if isinstance(x, str) else " ".join(x),
 )
@@ -409,3 +411,21 @@ def test_a_target_module_that_exits_or_hangs_when_imported_is_a_usage_error(
     status, _ = run_main("check", "badimport:kl", "--timeout", "0.5")
     assert status == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_run_the_deadline_cuts_short_exits_3_and_says_so():
+    """Exit 3, not 0: a CI job must not read an unfinished run as a pass."""
+    status, out = run_main(
+        "check",
+        "nasty_targets:slow",
+        "--clause",
+        "kl.definition",
+        "--clause",
+        "kl.pinsker",
+        "--deadline",
+        "0.5",
+    )
+    assert status == 3
+    assert "CUT    kl.definition" in out
+    assert "the run's deadline (0.5 s) passed before every clause was checked" in out
+    assert out.strip().splitlines()[-1] == "0 passed, 0 failed, 2 not finished"

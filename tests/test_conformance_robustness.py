@@ -55,6 +55,16 @@ def _run(fn, clauses=CLAUSES, **options):
             "kl(p, q) crashed its process (killed by SIGSEGV), but should return a value",
         ),
         (
+            nasty_targets.returns_unprintable,
+            "kl(p, q) returned _Unprintable <unprintable: its __repr__ raised RuntimeError>, "
+            "but should return a real number",
+        ),
+        (
+            nasty_targets.raises_unprintable,
+            "kl(p, q) raised Mute('<its message could not be printed: RuntimeError>'), "
+            "but should return a value",
+        ),
+        (
             nasty_targets.ignores_the_alarm,
             "kl(p, q) did not return within 0.5 s and ignored the timeout signal (its process "
             "was killed), but should return a value",
@@ -226,3 +236,67 @@ def test_the_worker_ends_when_the_run_is_killed(tmp_path):
         assert _gone(worker)
     finally:
         run.kill()
+
+
+def _resident_mb() -> float:
+    with open("/proc/self/statm") as f:
+        import os
+
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/statm"), reason="needs /proc")
+def test_a_target_holding_more_than_the_memory_limit_fails_its_check():
+    """A target leaking 1 GiB per call grew the worker to 7.4 GB: nothing bounded it."""
+    limit = _resident_mb() + 400  # the worker starts as a copy of this process
+    impl = resolve(nasty_targets.leaks)
+    report = run(impl, CLAUSES, profile="fast", timeout=5, isolate=True, memory_limit=limit)
+    first = report.clauses[1].failures[0]  # kl.pinsker, after the worked example
+    assert f"used more than {limit:g} MB of memory (the memory limit; its process was killed)" in (
+        first.message
+    )
+    assert first.counterexample
+
+
+def test_the_deadline_ends_the_run_without_a_verdict():
+    """At 1 s per call a run took ~51 min and nothing bounded it."""
+    import time
+
+    impl = resolve(nasty_targets.slow)
+    clauses = ["kl.definition", "kl.nonnegative", "kl.pinsker", "kl.zero_iff_equal"]
+    start = time.monotonic()
+    report = run(impl, clauses, profile="fast", timeout=5, isolate=True, deadline=1.0)
+    assert time.monotonic() - start < 1.0 + 5  # the deadline, plus starting workers
+    assert not report.complete
+    assert report.ok
+    assert report.counts["unfinished"] == 4
+    assert all(c.verdict == "unfinished" for c in report.clauses)
+    assert report.summary == "0 passed, 0 failed, 4 not finished"
+
+
+def test_the_deadline_works_without_a_worker_process_too():
+    report = run(
+        resolve(nasty_targets.slow),
+        ["kl.definition", "kl.pinsker"],
+        profile="fast",
+        timeout=5,
+        isolate=False,
+        deadline=0.5,
+    )
+    assert [c.verdict for c in report.clauses] == ["unfinished", "unfinished"]
+
+
+@pytest.mark.parametrize("isolate", [True, False], ids=["worker", "in-process"])
+def test_what_the_target_prints_is_captured_and_shown_last(isolate, capfd):
+    """50 MB of a target's stdout mixed into the report."""
+    from klspec.conformance.report import describe
+
+    report = run(resolve(nasty_targets.prints), ["kl.definition"], profile="fast", isolate=isolate)
+    printed = capfd.readouterr()
+    assert "from the target" not in printed.out + printed.err
+    for text in ("print from the target", "fd 1 from the target", "stderr from the target"):
+        assert text in report.output
+    assert report.output_bytes > 0
+    lines = describe(report).splitlines()
+    assert lines[0].startswith("output of ")
+    assert lines[-1] == report.summary  # the summary stays the last line
