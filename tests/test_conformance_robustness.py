@@ -300,3 +300,21 @@ def test_what_the_target_prints_is_captured_and_shown_last(isolate, capfd):
     lines = describe(report).splitlines()
     assert lines[0].startswith("output of ")
     assert lines[-1] == report.summary  # the summary stays the last line
+
+
+def test_processes_a_target_starts_do_not_outlive_the_run(tmp_path):
+    """Spawned children outlived the run."""
+    import subprocess
+
+    pids = tmp_path / "pids"
+
+    def spawns(p, q):
+        if not pids.exists():
+            child = subprocess.Popen(["sleep", "300"])
+            pids.write_text(f"{child.pid}\n")
+        return float(np.sum(p * np.log(p / q)))
+
+    report = _run(spawns, ["kl.definition"])
+    assert report.clauses[0].results
+    children = [int(x) for x in pids.read_text().split()]
+    assert all(_gone(pid) for pid in children)
