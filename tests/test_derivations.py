@@ -475,7 +475,7 @@ def test_proved_rejects_a_step_that_holds_only_numerically():
     r = _one_step(sp.pi, sp.Rational(355, 113), Proved())
     assert not r.ok, r.detail
     # ... and the same step checked numerically reaches "numeric", never "proved".
-    r = _one_step(sp.pi, sp.Rational(355, 113), Numeric(dps=30, tol=sp.Rational(1, 10**6)))
+    r = _one_step(sp.pi, sp.Rational(355, 113), Numeric(dps=30, rtol=sp.Rational(1, 10**6)), "≈")
     assert r.ok, r.detail
     assert r.level is Level.NUMERIC, r.detail
 
@@ -546,13 +546,14 @@ def test_each_check_reaches_only_its_own_level():
         ),
     ]
     for check_, allowed in cases:
-        r = _one_step(e, split, check_)
+        r = _one_step(e, split, check_, "≈" if isinstance(check_, Numeric) else "=")
         assert r.ok, (type(check_).__name__, r.detail)
         assert r.level in allowed, (type(check_).__name__, r.detail)
 
 
 def test_relations_a_check_cannot_establish_fail():
     assert not _one_step(x_real, x_real, Numeric(), relation="≥").ok
+    assert not _one_step(x_real, x_real, Numeric(), relation="=").ok  # numbers only suggest
     assert not _one_step(x_real, x_real, Proved(), relation="⇒").ok  # needs obligations
     assert not _one_step(x_real, x_real, Proved(lambda p, n: []), relation="⇒").ok  # empty
     # Inequalities only through a reviewed rule, never through free-form obligations.
@@ -613,8 +614,19 @@ def test_proof_pages_index_every_derivation():
 
 
 def test_a_numeric_check_respects_its_tolerance():
-    r = _one_step(sp.pi, sp.Rational(355, 113), Numeric(dps=30, tol=sp.Rational(1, 10**7)))
+    r = _one_step(sp.pi, sp.Rational(355, 113), Numeric(dps=30, rtol=sp.Rational(1, 10**8)), "≈")
     assert not r.ok, r.detail
+    assert "|previous − new| = 8.5e-8·max(|previous|, |new|) > 1.0e-8" in r.detail, r.detail
+
+
+def test_a_numeric_check_is_relative_and_never_claims_equality():
+    """An absolute tolerance accepted e^−100 = 0; a numeric check reads '='."""
+    tiny = sp.exp(-100)
+    assert not _one_step(tiny, sp.S.Zero, Numeric(), "≈").ok
+    assert not _one_step(tiny, tiny * (1 + sp.Rational(1, 10**30)), Numeric(), "=").ok
+    r = _one_step(tiny, tiny * (1 + sp.Rational(1, 10**45)), Numeric(), "≈")
+    assert r.ok, r.detail
+    assert r.label == "numeric (relative error ≤ 1.0e-40, 50 digits)"
 
 
 def test_reduction_does_not_capture_bound_variables():
@@ -713,7 +725,7 @@ def test_markdown_proof_page_has_statement_levels_and_conclusion():
     d = DERIVATIONS["derivation.weather_numbers"]
     page = to_markdown(d, checked(d.id))
     assert page.startswith("# ")
-    assert "numeric (50 digits)" in page
+    assert "numeric (relative error ≤ 6.1e-31, 50 digits)" in page
     assert "| step | checked | detail |" in page
     assert "0.0871766935723888763504603430433" in page
     assert d.conclusion in page

@@ -551,12 +551,13 @@ class Proved(Check):
         # link between prev, new and what is checked is reviewed too.
         if relation not in ("=", "⇒"):
             return self._fail(f"a proof establishes '=' or '⇒', not '{relation}' (use a rule)")
-        if self.obligations is None:
-            if relation != "=":
-                return self._fail("a '⇒' step needs explicit obligations")
-            obligations = [Zero(prev - new, "previous − new = 0")]
-        else:
-            obligations = list(self.obligations(prev, new))
+        obligations: list[Obligation] = []
+        if relation == "=":  # whatever else is listed, an equality is an equality
+            obligations.append(Zero(prev - new, "previous − new = 0"))
+        elif self.obligations is None:
+            return self._fail("a '⇒' step needs explicit obligations")
+        if self.obligations is not None:
+            obligations.extend(self.obligations(prev, new))
         if not obligations:
             return self._fail("nothing to check: no obligations")
         ok, details = _discharge_all(obligations)
@@ -579,6 +580,8 @@ class ByRule(Check):
                 f"rule '{rule.name}' gives '{rule.relation}', the step states '{relation}'"
             )
         obligations: list[Obligation] = []
+        if relation == "=" and rule.apply is None:
+            return self._fail(f"rule '{rule.name}' states '=' but rewrites nothing to compare")
         if rule.apply is not None:
             try:
                 out = rule.apply(prev, **self.params)
@@ -672,40 +675,62 @@ class ForSizes(Check):
 
 @dataclass(frozen=True)
 class Numeric(Check):
-    """|prev − new| ≤ tol at each point, evaluated with ``dps`` significant digits.
+    """|prev − new| ≤ rtol·max(|prev|, |new|) at each point, with ``dps`` significant digits.
 
-    A spot check, not a proof. ``points`` are substitutions for the free symbols
-    (``({},)`` for closed expressions). ``tol`` defaults to 10^−(dps − 10).
+    A spot check, not a proof, so it establishes only "≈", and its label states the
+    relative tolerance. ``points`` are substitutions for the free symbols (``({},)``
+    for closed expressions). ``rtol`` defaults to 10^−(dps − 10). The tolerance is
+    relative: an absolute one would accept e^−100 = 0.
     """
 
     points: tuple[Mapping[sp.Symbol, Any], ...] = ({},)
     dps: int = 50
-    tol: sp.Basic | None = None
+    rtol: sp.Basic | None = None
     level = Level.NUMERIC
 
     def verify(self, prev, new, relation):
-        if relation not in ("=", "≈"):
-            return self._fail(f"a numeric check establishes '=' or '≈', not '{relation}'")
-        tol = sp.Rational(1, 10 ** (self.dps - 10)) if self.tol is None else sp.sympify(self.tol)
+        if relation != "≈":
+            return self._fail(f"a numeric check establishes '≈' only, not '{relation}'")
+        rtol = sp.Rational(1, 10 ** (self.dps - 10)) if self.rtol is None else sp.sympify(self.rtol)
+        if not (rtol.is_Rational and 0 < rtol < 1):
+            return self._fail(f"the relative tolerance {rtol} is not an exact number in (0, 1)")
         worst = sp.S.Zero
         for point in self.points:
-            diff = unfold(prev - new).xreplace({k: sp.sympify(v) for k, v in point.items()})
-            value = sp.N(diff.doit(), self.dps)
-            if not value.is_number or value.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
-                return self._fail(f"at {point}: does not evaluate to a finite number ({value})")
-            if abs(value) > tol:
+            values = []
+            for e in (prev, new):
+                v = unfold(e).xreplace({k: sp.sympify(x) for k, x in point.items()})
+                v = sp.N(v.doit(), self.dps)
+                if not v.is_number or v.has(sp.nan, sp.zoo, sp.oo, -sp.oo) or not v.is_real:
+                    return self._fail(
+                        f"at {point}: does not evaluate to a finite real number ({v})"
+                    )
+                values.append(v)
+            scale = max(abs(values[0]), abs(values[1]))
+            if scale == 0:
+                continue  # both exactly 0 at this precision
+            error = abs(values[0] - values[1]) / scale
+            if error > rtol:
                 return self._fail(
-                    f"at {point}: |previous − new| = {sp.N(abs(value), 5)} > {sp.N(tol, 3)}"
+                    f"at {point}: |previous − new| = {_sci(error)}·max(|previous|, |new|) "
+                    f"> {_sci(rtol)}"
                 )
-            worst = max(worst, abs(value))
+            worst = max(worst, error)
         npts = len(self.points)
         return Outcome(
             True,
             Level.NUMERIC,
-            f"|previous − new| ≤ {sp.N(worst, 3)} ≤ {sp.N(tol, 3)} at {npts} point(s), "
-            f"{self.dps} digits",
-            f"numeric ({self.dps} digits)",
+            f"|previous − new| ≤ {_sci(worst)}·max(|previous|, |new|) ≤ {_sci(rtol)} "
+            f"at {npts} point(s), {self.dps} digits",
+            f"numeric (relative error ≤ {_sci(rtol)}, {self.dps} digits)",
         )
+
+
+def _sci(x: sp.Basic) -> str:
+    """A positive number with two significant digits: ``1.0e-40``, ``0.0057``."""
+    import mpmath
+
+    with mpmath.workdps(30):
+        return mpmath.nstr(mpmath.mpf(sp.N(x, 30)), 2, min_fixed=-4, max_fixed=4)
 
 
 def sums_to_one(base: sp.IndexedBase, lo: sp.Basic, hi: sp.Basic) -> Callable[[sp.Basic], sp.Basic]:

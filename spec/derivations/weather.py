@@ -61,7 +61,13 @@ REVERSE_BITS = "0.125769383497982203422465298900"
 def _thirty_digits(text: str) -> Numeric:
     digits = text.split(".")[1]
     last = len(digits)  # position of the 30th significant digit after the point
-    return Numeric(dps=50, tol=R(1, 2 * 10**last))
+    # Half a unit in the 30th digit, relative to the value: what "30 digits" means.
+    return Numeric(dps=50, rtol=R(1, 2 * 10**last) / abs(R(text)))
+
+
+def _three_places(value: str) -> Numeric:
+    """Within 0.0005 of ``value`` (three places), as a tolerance relative to it."""
+    return Numeric(dps=30, rtol=R(1, 2000) / abs(R(value)))
 
 
 def _bits(e):
@@ -145,14 +151,14 @@ WEATHER_NUMBERS = Derivation(
                     dec("0.5") * dec("-0.336") + dec("0.5") * dec("0.511"),
                     "the post rounds each log to three places: ln(5/7) ≈ −0.336, "
                     "ln(5/3) ≈ 0.511 (each within 0.0005)",
-                    Numeric(dps=30, tol=R(1, 2000)),
+                    _three_places("0.0875"),
                     relation="≈",
                 ),
                 Step(dec("-0.168") + dec("0.2555"), "exact products", Proved()),
                 Step(
                     dec("-0.168") + dec("0.256"),
                     "the post rounds 0.2555 up to 0.256",
-                    Numeric(dps=30, tol=R(1, 2000)),
+                    _three_places("0.088"),
                     relation="≈",
                 ),
                 Step(dec("0.088"), "exact difference: the post's number", Proved()),
@@ -165,7 +171,7 @@ WEATHER_NUMBERS = Derivation(
                 Step(
                     dec("0.7") * dec("0.336") + dec("0.3") * dec("-0.511"),
                     "the same three-place logs",
-                    Numeric(dps=30, tol=R(1, 2000)),
+                    _three_places("0.0819"),
                     relation="≈",
                 ),
                 Step(dec("0.2352") - dec("0.1533"), "exact products", Proved()),
