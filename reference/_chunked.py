@@ -61,6 +61,8 @@ tests/test_chunked.py checks both (bit for bit where the blocks coincide).
 
 from __future__ import annotations
 
+import collections
+import itertools
 import math
 import os
 import threading
@@ -249,6 +251,15 @@ class _Totals:
     def total(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         return self.sums[name]
 
+    def head(self, rows: int) -> _Totals:
+        """The totals of the first ``rows`` rows (views)."""
+        return _Totals(
+            rows=rows,
+            sums={name: (hi[:rows], lo[:rows]) for name, (hi, lo) in self.sums.items()},
+            lowest=self.lowest,
+            flagged=None if self.flagged is None else self.flagged[:rows],
+        )
+
 
 Kernel = Callable[[list, "_Workspace"], _Record]
 
@@ -289,6 +300,56 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         return _EXECUTORS[workers]
 
 
+def _tasks(arrays: tuple[np.ndarray, ...], whole_rows: bool) -> Iterator[tuple]:
+    """(r0, r1, row_end, views) for every block, in order, made lazily (nothing is listed)."""
+    n = arrays[0].shape[-1]
+    for first_row, panel in _panels(arrays):
+        for r0, r1, c0, c1 in _blocks(panel[0].shape[0], n, whole_rows):
+            yield first_row + r0, first_row + r1, c1 == n, tuple(a[r0:r1, c0:c1] for a in panel)
+
+
+def _records(
+    arrays: tuple[np.ndarray, ...], kernel: Kernel, workers: int | None, whole_rows: bool
+) -> Iterator[tuple[tuple, _Record]]:
+    """(task, record) for every block, in block order, with few records alive at a time.
+
+    On threads, at most ``2 × workers`` blocks are submitted ahead of the one being
+    totalled, so memory is a few records and workspaces whatever the input size.
+    """
+
+    def one(task: tuple) -> _Record:
+        work = getattr(_LOCAL, "work", None)
+        if work is None:
+            work = _LOCAL.work = _Workspace()
+        blocks = []
+        for i, view in enumerate(task[3]):
+            if view.dtype != np.float64 or not view.flags.c_contiguous:
+                buffer = work(f"in{i}", view.shape)
+                np.copyto(buffer, view, casting="unsafe")
+                view = buffer
+            blocks.append(view)
+        with np.errstate(all="ignore"):  # invalid input is reported by validation afterwards
+            return kernel(blocks, work)
+
+    tasks = _tasks(arrays, whole_rows)
+    workers = threads() if workers is None else workers
+    head = list(itertools.islice(tasks, _MIN_BLOCKS_FOR_THREADS)) if workers > 1 else []
+    if len(head) < _MIN_BLOCKS_FOR_THREADS:  # one thread: small inputs, or asked for
+        for task in itertools.chain(head, tasks):
+            yield task, one(task)
+        return
+    executor = _executor(workers)
+    ahead: collections.deque = collections.deque()
+    for task in itertools.chain(head, tasks):
+        ahead.append((task, executor.submit(one, task)))
+        if len(ahead) > 2 * workers:
+            done, future = ahead.popleft()
+            yield done, future.result()
+    while ahead:
+        done, future = ahead.popleft()
+        yield done, future.result()
+
+
 def run(
     arrays: tuple[np.ndarray, ...],
     kernel: Kernel,
@@ -303,37 +364,47 @@ def run(
     a copy into a reused buffer, which is where other dtypes are converted). Blocks
     run on ``workers`` threads (default :func:`threads`) and are totalled in order.
     ``whole_rows`` keeps every row in one block, for kernels that need a whole row.
+    The totals hold two float64 per row and sum: :func:`run_groups` bounds that too.
     """
-    n = arrays[0].shape[-1]
     totals = _Totals(rows=math.prod(arrays[0].shape[:-1]))
-    tasks = [
-        (first_row + r0, first_row + r1, tuple(a[r0:r1, c0:c1] for a in panel))
-        for first_row, panel in _panels(arrays)
-        for r0, r1, c0, c1 in _blocks(panel[0].shape[0], n, whole_rows)
-    ]
-
-    def one(task: tuple) -> _Record:
-        work = getattr(_LOCAL, "work", None)
-        if work is None:
-            work = _LOCAL.work = _Workspace()
-        blocks = []
-        for i, view in enumerate(task[2]):
-            if view.dtype != np.float64 or not view.flags.c_contiguous:
-                buffer = work(f"in{i}", view.shape)
-                np.copyto(buffer, view, casting="unsafe")
-                view = buffer
-            blocks.append(view)
-        with np.errstate(all="ignore"):  # invalid input is reported by validation afterwards
-            return kernel(blocks, work)
-
-    workers = threads() if workers is None else workers
-    if workers > 1 and len(tasks) >= _MIN_BLOCKS_FOR_THREADS:
-        records = _executor(workers).map(one, tasks)
-    else:
-        records = map(one, tasks)
-    for (r0, r1, _), record in zip(tasks, records, strict=True):
+    for (r0, r1, _, _), record in _records(arrays, kernel, workers, whole_rows):
         totals.add(r0, r1, record)
     return totals
+
+
+#: Rows are totalled and finished in groups of about this many rows (and at most about
+#: GROUP_ELEMENTS elements, unless one row is longer): with the few named sums of a
+#: kernel, a group's totals and its finishing step's temporaries stay near a few MB.
+GROUP_ROWS = 1 << 13
+GROUP_ELEMENTS = 1 << 21
+
+
+def run_groups(
+    arrays: tuple[np.ndarray, ...],
+    kernel: Kernel,
+    workers: int | None = None,
+    *,
+    whole_rows: bool = False,
+) -> Iterator[tuple[int, int, _Totals]]:
+    """:func:`run` in bounded groups of whole rows: ``(g0, g1, totals of rows g0..g1-1)``.
+
+    Each block is totalled exactly as by :func:`run` (the same blocks, the same
+    order, the same arithmetic), so the totals of a row are the same bits; a group
+    ends at the end of a block that ends a row, once it holds GROUP_ROWS rows or
+    GROUP_ELEMENTS elements. Its totals hold at most GROUP_ROWS + CHUNK // n rows.
+    """
+    n = arrays[0].shape[-1]
+    capacity = GROUP_ROWS + (1 if n >= CHUNK and not whole_rows else max(1, CHUNK // n))
+    totals, g0 = None, 0
+    for (r0, r1, row_end, _), record in _records(arrays, kernel, workers, whole_rows):
+        if totals is None:
+            totals, g0 = _Totals(rows=capacity), r0
+        totals.add(r0 - g0, r1 - g0, record)
+        if row_end and (r1 - g0 >= GROUP_ROWS or (r1 - g0) * n >= GROUP_ELEMENTS):
+            yield g0, r1, totals.head(r1 - g0)
+            totals = None
+    if totals is not None:  # the last block ends the last row
+        yield g0, r1, totals.head(r1 - g0)
 
 
 # ---------------------------------------------------------------------------
@@ -465,9 +536,21 @@ def _kl_kernel(blocks: list, work: _Workspace) -> _Record:
     return record
 
 
+def kl_divergence_groups(
+    arrays: tuple[np.ndarray, np.ndarray],
+) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+    """``(g0, g1, result)`` for bounded groups of rows, ``result`` as :func:`kl_result`."""
+    for g0, g1, totals in run_groups(arrays, _kl_kernel):
+        yield g0, g1, kl_result(totals)
+
+
 def kl_divergence_rows(arrays: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
     """KL per row (flattened batch) with the validation sums and the certificate."""
-    totals = run(arrays, _kl_kernel)
+    return _joined(kl_divergence_groups(arrays))
+
+
+def kl_result(totals: _Totals) -> dict[str, np.ndarray]:
+    """KL of the rows of ``totals`` with the validation sums and the certificate."""
     a_hi, a_lo = totals.total("a")
     sp_hi, sp_lo = totals.total("sp")
     sd_hi, sd_lo = totals.total("sd")
@@ -529,12 +612,24 @@ def _plogx_kernel(blocks: list, work: _Workspace) -> _Record:
     return record
 
 
+def plogx_groups(
+    arrays: tuple[np.ndarray, ...],
+) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+    """``(g0, g1, result)`` for bounded groups of rows, ``result`` as :func:`plogx_result`."""
+    for g0, g1, totals in run_groups(arrays, _plogx_kernel):
+        yield g0, g1, plogx_result(totals, len(arrays))
+
+
 def plogx_rows(arrays: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
     """−Σ P_i log X_i per row, X = P (entropy, one array) or X = Q (cross-entropy)."""
-    totals = run(arrays, _plogx_kernel)
+    return _joined(plogx_groups(arrays))
+
+
+def plogx_result(totals: _Totals, count: int) -> dict[str, np.ndarray]:
+    """−Σ P_i log X_i of the rows of ``totals``; ``count`` arrays (1: entropy)."""
     e_hi, e_lo = totals.total("e")
     sx_hi, sx_lo = totals.total("sx")
-    if len(arrays) == 2:
+    if count == 2:
         sp_hi, sp_lo = totals.total("sp")
     else:
         sp_hi, sp_lo = sx_hi, sx_lo
@@ -546,8 +641,26 @@ def plogx_rows(arrays: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
     certified = np.abs(log_sx) * 16 <= value
     if totals.flagged is not None:
         certified &= ~totals.flagged
-    sums = {"p": sp, "q": sx_hi + sx_lo} if len(arrays) == 2 else {"p": sp}
+    sums = {"p": sp, "q": sx_hi + sx_lo} if count == 2 else {"p": sp}
     lowest = {"p": totals.lowest["p"]}
-    if len(arrays) == 2:
+    if count == 2:
         lowest["q"] = totals.lowest["x"]
     return {"value": value, "certified": certified, "sums": sums, "lowest": lowest}
+
+
+def _joined(groups: Iterator[tuple[int, int, dict]]) -> dict:
+    """One result for all rows from the results of groups (for tests and small inputs)."""
+    parts = [result for _, _, result in groups]
+    lowest = {}
+    for name in parts[0]["lowest"]:
+        values = [part["lowest"][name] for part in parts]
+        lowest[name] = math.nan if any(v != v for v in values) else min(values)  # NaN sticks
+    return {
+        "value": np.concatenate([part["value"] for part in parts]),
+        "certified": np.concatenate([part["certified"] for part in parts]),
+        "sums": {
+            name: np.concatenate([part["sums"][name] for part in parts])
+            for name in parts[0]["sums"]
+        },
+        "lowest": lowest,
+    }

@@ -52,6 +52,8 @@ terms in double-double then cannot lose accuracy.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -101,7 +103,7 @@ def entropy(p: ArrayLike, *, axis: int = -1, base: float | None = None) -> np.fl
     TypeError, ValueError
         For invalid input, naming the argument, the problem and the position.
     """
-    return _evaluate({"p": p}, axis, base, _chunked.plogx_rows, _entropy_nats, _entropy_long)
+    return _evaluate({"p": p}, axis, base, _chunked.plogx_groups, _entropy_nats, _entropy_long)
 
 
 def cross_entropy(
@@ -115,7 +117,12 @@ def cross_entropy(
     digits are recomputed as H(P) + KL(P‖Q), both non-negative and exact.
     """
     return _evaluate(
-        {"p": p, "q": q}, axis, base, _chunked.plogx_rows, _cross_entropy_exact, _cross_entropy_long
+        {"p": p, "q": q},
+        axis,
+        base,
+        _chunked.plogx_groups,
+        _cross_entropy_exact,
+        _cross_entropy_long,
     )
 
 
@@ -157,7 +164,9 @@ def kl_divergence(
         For invalid input, naming the argument, the problem and the position
         (e.g. ``q[3, 17] is negative``). The arguments are never modified.
     """
-    return _evaluate({"p": p, "q": q}, axis, base, _chunked.kl_divergence_rows, _kl_nats, _kl_long)
+    return _evaluate(
+        {"p": p, "q": q}, axis, base, _chunked.kl_divergence_groups, _kl_nats, _kl_long
+    )
 
 
 # Rows the fast path cannot certify are recomputed exactly in groups of about this
@@ -170,7 +179,13 @@ _SUM_MARGIN = 1e-12
 
 
 def _evaluate(named, axis, base, fast, exact, exact_long) -> np.float64 | np.ndarray:
-    """Validate, run the chunked fast path, redo uncertified rows exactly, finish."""
+    """Validate, run the chunked fast path, redo uncertified rows exactly, finish.
+
+    The fast path delivers bounded groups of rows; each group is checked and its
+    uncertified rows queued for the exact path, which runs on ``max(1, _EXACT_GROUP // n)``
+    queued rows at a time (long rows one by one, in pieces). The only array that
+    grows with the batch is the result.
+    """
     arrays, batch = prepare_distributions(named, axis=axis)
     try:
         log_base = validate_base(base)
@@ -179,24 +194,47 @@ def _evaluate(named, axis, base, fast, exact, exact_long) -> np.float64 | np.nda
         raise
     if 0 in batch:  # an empty batch, e.g. (0, n): no rows, an empty result
         return np.zeros(batch)
-    with np.errstate(all="ignore"):  # invalid values are reported by validation below
-        result = fast(arrays)
-    if not _values_are_valid(arrays, result):
-        validate_distributions(named, axis=axis)  # raises, naming the entry or row
-    values = result["value"]
-    redo = np.flatnonzero(~result["certified"])
     n = arrays[0].shape[-1]
-    if n > _LONG_ROW:  # row by row, in pieces: memory stays bounded
-        for row in redo:
-            index = np.unravel_index(row, batch) if batch else ()
-            values[row] = exact_long(*(a[index] for a in arrays))
-        redo = redo[:0]
-    step = max(1, _EXACT_GROUP // n)
-    for start in range(0, redo.size, step):
-        rows = redo[start : start + step]
+    values = np.empty(math.prod(batch))
+    queued: list[np.ndarray] = []  # rows for the exact path, in order
+    checked = False  # the full validator has run (and passed) already
+
+    def redo(rows: np.ndarray) -> None:
         index = np.unravel_index(rows, batch) if batch else (None,)
         values[rows] = exact(*(np.asarray(a[index], dtype=np.float64) for a in arrays))
+
+    step = max(1, _EXACT_GROUP // n)
+    outer = np.geterr()
+    with np.errstate(all="ignore"):  # invalid values are reported by validation below
+        for g0, g1, result in _groups(fast(arrays), values.size):
+            if not checked and not _values_are_valid(arrays, result):
+                with np.errstate(**outer):
+                    validate_distributions(named, axis=axis)  # raises, naming the entry
+                checked = True
+            values[g0:g1] = result["value"]
+            uncertified = g0 + np.flatnonzero(~result["certified"])
+            if n > _LONG_ROW:  # row by row, in pieces: memory stays bounded
+                for row in uncertified:
+                    index = np.unravel_index(row, batch) if batch else ()
+                    values[row] = exact_long(*(a[index] for a in arrays))
+                continue
+            queued.append(uncertified)
+            waiting = sum(rows.size for rows in queued)
+            if waiting >= step:
+                pending = np.concatenate(queued)
+                cut = waiting - waiting % step
+                for start in range(0, cut, step):
+                    redo(pending[start : start + step])
+                queued = [pending[cut:]]
+    pending = np.concatenate(queued) if queued else np.zeros(0, dtype=np.intp)
+    if pending.size:
+        redo(pending)
     return _finish(values.reshape(batch), log_base)
+
+
+def _groups(results, rows: int):
+    """``fast``'s groups; a ``fast`` that returns one result for all rows is one group."""
+    return [(0, rows, results)] if isinstance(results, dict) else results
 
 
 def _values_are_valid(arrays, result) -> bool:
@@ -215,9 +253,11 @@ def _cross_entropy_exact(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def _finish(nats: np.ndarray, log_base: float | None) -> np.float64 | np.ndarray:
-    # + 0.0 turns a -0.0 (e.g. -1 * log1p(0)) into +0.0.
-    value = nats + 0.0 if log_base is None else nats / log_base + 0.0
-    return value[()] if value.ndim == 0 else value
+    """In place (``nats`` is the result): to ``base``, and -0.0 to +0.0."""
+    if log_base is not None:
+        np.divide(nats, log_base, out=nats)
+    np.add(nats, 0.0, out=nats)  # + 0.0 turns a -0.0 (e.g. -1 * log1p(0)) into +0.0
+    return nats[()] if nats.ndim == 0 else nats
 
 
 def _entropy_nats(p: np.ndarray) -> np.ndarray:

@@ -204,14 +204,14 @@ def test_uncertified_rows_are_recomputed_exactly():
 
 def test_the_certificate_is_what_keeps_those_rows_right(monkeypatch):
     """Negative control: certify everything and the same inputs come out wrong."""
-    original = _chunked.kl_divergence_rows
+    original = _chunked.kl_result
 
-    def always_certified(arrays):
-        result = original(arrays)
+    def always_certified(totals):
+        result = original(totals)
         result["certified"][:] = True
         return result
 
-    monkeypatch.setattr(_chunked, "kl_divergence_rows", always_certified)
+    monkeypatch.setattr(_chunked, "kl_result", always_certified)
     p, q = _uncertified_kl_inputs()
     assert accuracy_error(float(kl_divergence(p, q)), kl_exact(p, q)) > 1e-3
 
@@ -269,6 +269,76 @@ def test_extra_memory_does_not_grow_with_the_input():
         del p, q
     limit = 32 * _chunked.CHUNK * 8 * max(1, _chunked.threads())
     assert max(peaks) < limit, peaks
+
+
+def _peak(f, *args) -> int:
+    tracemalloc.start()
+    try:
+        f(*args)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _short_rows(shape: tuple[int, ...], kind: str, seed: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    q = _normalised(rng.random(shape))
+    if kind == "proportional":  # every row uncertified: the exact path in groups
+        return q * (1 + 1e-9), q
+    return _normalised(rng.random(shape)), q
+
+
+# Per thread: the kernel's workspace (~12 buffers of CHUNK float64) and the records it
+# has ahead; plus the group being finished. Issue 13: nothing else grows with the batch.
+MEMORY_ALLOWANCE = 6e6 + 7e6 * max(1, _chunked.threads())
+
+
+@pytest.mark.parametrize(
+    ("shape", "kind"),
+    [
+        ((2_000_000, 2), "random"),
+        ((700_000, 3), "random"),
+        ((120_000, 17), "random"),
+        ((1000, 200, 2), "random"),
+    ],
+    ids=str,
+)
+def test_memory_is_the_output_plus_a_constant_for_many_short_rows(shape, kind):
+    """Issue 13: rows × 8 bytes for the result, plus a few MB, whatever the batch shape."""
+    p, q = _short_rows(shape, kind)
+    output = 8 * p[..., 0].size
+    for f, args in ((kl_divergence, (p, q)), (entropy, (p,)), (cross_entropy, (p, q))):
+        peak = _peak(f, *args)
+        assert peak - output < MEMORY_ALLOWANCE, (
+            f"{f.__name__}{shape}: {peak / 1e6:.1f} MB for a {output / 1e6:.1f} MB result"
+        )
+
+
+def test_memory_of_broadcast_batches_is_the_output_plus_a_constant():
+    """Batch axes that do not flatten (one panel per index) are grouped the same way."""
+    rng = np.random.default_rng(17)
+    p = _normalised(rng.random((400, 1, 3)))
+    q = _normalised(rng.random((1, 500, 3)))
+    peak = _peak(kl_divergence, p, q)
+    assert peak - 8 * 400 * 500 < MEMORY_ALLOWANCE, f"{peak / 1e6:.1f} MB"
+
+
+def test_groups_give_the_same_bits_as_one_group(monkeypatch):
+    """Totals and results are the same bits however the rows are grouped."""
+    monkeypatch.setattr(_chunked, "CHUNK", SMALL_CHUNK)
+    rng = np.random.default_rng(18)
+    for shape in [(300, 5), (40, 3 * SMALL_CHUNK + 1), (6, 7, 9)]:
+        p = _normalised(1.0 - rng.random(shape))
+        q = _normalised(1.0 - rng.random(shape))
+        p[::4] = q[::4] * (1 + 1e-9)  # uncertified rows, queued across groups
+        monkeypatch.setattr(_chunked, "GROUP_ROWS", 1 << 30)
+        one = _all(p, q)
+        monkeypatch.setattr(_chunked, "GROUP_ROWS", 3)
+        monkeypatch.setattr(_chunked, "GROUP_ELEMENTS", 50)
+        many = _all(p, q)
+        for a, b in zip(one, many, strict=True):
+            np.testing.assert_array_equal(a, b)
+        monkeypatch.setattr(_chunked, "GROUP_ELEMENTS", 1 << 30)
 
 
 def test_bad_values_in_a_late_block_are_reported_as_before(monkeypatch):
