@@ -48,6 +48,7 @@ __all__ = [
     "Check",
     "ForSizes",
     "FreeOf",
+    "InRange",
     "Level",
     "LimitIs",
     "Minimum",
@@ -70,8 +71,13 @@ __all__ = [
 
 
 class Level(enum.IntEnum):
-    """How strongly a step was checked, strongest last."""
+    """How strongly a step was checked, strongest last.
 
+    ``ASSERTED`` is a rule applied with a side condition that is *given* (a stated
+    hypothesis of the derivation, shown beside the step) rather than checked.
+    """
+
+    ASSERTED = 0
     NUMERIC = 1
     FOR_SIZES = 2
     UNDER_CONSTRAINT = 3
@@ -495,6 +501,46 @@ def _discharge_all(obligations: Iterable[Obligation]) -> tuple[bool, list[str]]:
     return True, details
 
 
+def _given_used(details: Iterable[str]) -> bool:
+    """Whether a side condition was taken as given rather than checked (:class:`InRange`)."""
+    return any(d.startswith(GIVEN) for d in details)
+
+
+#: How the detail of a side condition taken as given begins.
+GIVEN = "given: "
+
+
+@dataclass(frozen=True)
+class InRange(Obligation):
+    """``value`` is an integer in {lo, ..., hi}: proved, or taken as ``given``.
+
+    Decided by sympy's assumptions on value − lo and hi − value. When it can prove
+    neither that the value is in range nor that it is out of range, the condition
+    holds only if the step states it as a hypothesis (``given``), and the step is
+    then at most "asserted". A value provably outside the range fails even so.
+    """
+
+    value: sp.Basic
+    lo: sp.Basic
+    hi: sp.Basic
+    given: str = ""
+    what: str = "in range"
+
+    def discharge(self) -> tuple[bool, str]:
+        v, lo, hi = (
+            unfold(sp.sympify(e), keep_atomic=True) for e in (self.value, self.lo, self.hi)
+        )
+        where = f"{sp.sstr(v)} ∈ {{{sp.sstr(lo)}, …, {sp.sstr(hi)}}}"
+        below, above = v - lo, hi - v
+        if v.is_integer is False or below.is_negative or above.is_negative:
+            return False, f"{self.what}: {where} is false"
+        if v.is_integer and below.is_nonnegative and above.is_nonnegative:
+            return True, f"{self.what}: {where}"
+        if self.given:
+            return True, f"{GIVEN}{self.given} ({where}, not checked)"
+        return False, f"{self.what}: sympy cannot show {where}; state it with given=..."
+
+
 # ---------------------------------------------------------------------------
 # Rules: named, reviewed rewrites
 # ---------------------------------------------------------------------------
@@ -566,12 +612,21 @@ class Proved(Check):
 
 @dataclass(frozen=True)
 class ByRule(Check):
-    """new = rule(prev) for a reviewed :class:`Rule`, remainder and preconditions proved."""
+    """new = rule(prev) for a reviewed :class:`Rule`, remainder and preconditions proved.
+
+    ``given`` states a side condition the rule may take without checking (a
+    hypothesis of the derivation, e.g. "every sample is one of the outcomes"); a step
+    that uses it reaches "asserted", not "by rule", and says so.
+    """
 
     rule: Rule
     params: Mapping[str, Any] = field(default_factory=dict)
     obligations: ObligationsFn | None = None
-    level = Level.BY_RULE
+    given: str = ""
+
+    @property
+    def level(self) -> Level:  # type: ignore[override]
+        return Level.ASSERTED if self.given else Level.BY_RULE
 
     def verify(self, prev, new, relation):
         rule = self.rule
@@ -582,22 +637,36 @@ class ByRule(Check):
         obligations: list[Obligation] = []
         if relation == "=" and rule.apply is None:
             return self._fail(f"rule '{rule.name}' states '=' but rewrites nothing to compare")
+        params = dict(self.params)
+        if self.given:
+            params["given"] = self.given
         if rule.apply is not None:
             try:
-                out = rule.apply(prev, **self.params)
+                out = rule.apply(prev, **{k: v for k, v in params.items() if k != "given"})
             except RuleDoesNotApply as exc:
                 return self._fail(f"rule '{rule.name}' does not apply: {exc}")
             obligations.append(Zero(out - new, f"rule({rule.name})(previous) − new = 0"))
         if rule.preconditions is not None:
             try:
-                obligations.extend(rule.preconditions(prev, new, **self.params))
+                obligations.extend(rule.preconditions(prev, new, **params))
             except RuleDoesNotApply as exc:
                 return self._fail(f"rule '{rule.name}' does not apply: {exc}")
+            except TypeError as exc:  # a rule that takes no hypothesis
+                if "given" not in str(exc):
+                    raise
+                return self._fail(f"rule '{rule.name}' takes nothing as given")
         if self.obligations is not None:
             obligations.extend(self.obligations(prev, new))
         if not obligations:
             return self._fail(f"rule '{rule.name}' checked nothing here")
         ok, details = _discharge_all(obligations)
+        if ok and _given_used(details):
+            return Outcome(
+                True,
+                Level.ASSERTED,
+                "; ".join(details),
+                f"asserted: {rule.name}, given {self.given}",
+            )
         return Outcome(
             ok, Level.BY_RULE if ok else None, "; ".join(details), f"by rule: {rule.name}"
         )

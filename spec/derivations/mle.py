@@ -111,7 +111,7 @@ MLE_FORWARD_KL = Derivation(
                 Step(
                     -Hdata() - sp.Sum(sp.log(Q[x[i]]), (i, 1, n)) / n,
                     "only j = x_i survives the delta",
-                    ByRule(SIFT),
+                    ByRule(SIFT, given="every sample x_i is one of the outcomes 1, …, K"),
                 ),
                 Step(
                     -Hdata() - AvgLogLik(),

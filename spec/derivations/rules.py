@@ -13,6 +13,7 @@ import sympy as sp
 
 from klspec.spec.derivations.checks import (
     FreeOf,
+    InRange,
     LimitIs,
     Minimum,
     Positive,
@@ -98,14 +99,30 @@ def _reorder(prev: sp.Basic) -> sp.Basic:
     return out
 
 
+def _double_sums(prev: sp.Basic) -> list[sp.Sum]:
+    return [e for e in prev.atoms(sp.Sum) if len(e.limits) == 2]
+
+
+def _reorder_preconditions(prev, new):
+    """Every limit of every double sum reordered is a finite integer: finitely many terms."""
+    return [
+        Satisfies(bound, "integer", f"the limit {sp.sstr(bound)} is a (finite) integer")
+        for s in sorted(_double_sums(prev), key=sp.default_sort_key)
+        for limit in s.limits
+        for bound in limit[1:]
+    ]
+
+
 #: Σ_i Σ_j f(i, j) = Σ_j Σ_i f(i, j) for finite sums whose limits do not depend on the other index.
 REORDER_DOUBLE_SUM = Rule(
     name="reorder a finite double sum",
     statement="Σ_{i=c}^{d} Σ_{j=a}^{b} f(i, j) = Σ_{j=a}^{b} Σ_{i=c}^{d} f(i, j) when the "
-    "limits are integers that do not depend on the other index (a finite sum of finitely "
-    "many terms, added in another order).",
+    "limits are integers (so finitely many terms: an infinite sum may be reordered only "
+    "when it converges absolutely, which this rule does not check) that do not depend on "
+    "the other index.",
     relation="=",
     apply=_reorder,
+    preconditions=_reorder_preconditions,
 )
 
 
@@ -129,13 +146,35 @@ def _sift(prev: sp.Basic) -> sp.Basic:
     return out
 
 
+def _sift_points(prev: sp.Basic) -> list[tuple[sp.Basic, sp.Basic, sp.Basic]]:
+    """(a, lo, hi) of every Σ_{j=lo}^{hi} δ(a, j)·g(j) that :func:`_sift` rewrites."""
+    points = []
+    for s in sorted(prev.atoms(sp.Sum), key=sp.default_sort_key):
+        j, lo, hi = s.limits[0]
+        deltas = [f for f in sp.Mul.make_args(s.function) if isinstance(f, sp.KroneckerDelta)]
+        if len(deltas) == 1 and j in deltas[0].args:
+            (a,) = [arg for arg in deltas[0].args if arg != j] or [j]
+            points.append((a, lo, hi))
+    return points
+
+
+def _sift_preconditions(prev, new, *, given=""):
+    return [
+        InRange(a, lo, hi, given, "the delta's point is in the range summed over")
+        for a, lo, hi in _sift_points(prev)
+    ]
+
+
 #: Σ_{j=1}^{K} δ(a, j)·g(j) = g(a) when a is one of 1, ..., K.
 SIFT = Rule(
     name="sift with a Kronecker delta",
-    statement="Σ_{j=1}^{K} δ(a, j)·g(j) = g(a) when a ∈ {1, ..., K}: exactly one term has "
-    "δ = 1. Here a is a sample and {1, ..., K} the support, so a is in it by definition.",
+    statement="Σ_{j=lo}^{hi} δ(a, j)·g(j) = g(a) when a ∈ {lo, ..., hi}: exactly one term "
+    "has δ = 1 (otherwise the sum is 0). That a is in the range is checked, or, where "
+    "sympy cannot decide it, stated by the step as a hypothesis (then the step is "
+    "'asserted').",
     relation="=",
     apply=_sift,
+    preconditions=_sift_preconditions,
 )
 
 
@@ -156,10 +195,16 @@ def _log_lemma_preconditions(prev: sp.Basic, new: sp.Basic):
     (lg,) = [f for f in sp.Mul.make_args(rest.function) if isinstance(f, sp.log)]
     w, u = rest.function / lg, lg.args[0]
     x = sp.Symbol("x", positive=True)
+    _, lo, hi = rest.limits[0]
     return [
         Minimum(x - 1 - sp.log(x), x, sp.Interval.open(0, sp.oo), 0, "lemma: x − 1 − log x ≥ 0"),
         Positive(w, f"weight {sp.sstr(w)} > 0"),
         Positive(u, f"argument {sp.sstr(u)} > 0"),
+        # Σ_{i=lo}^{hi} with hi < lo − 1 is, to sympy, minus a sum over hi+1..lo−1: the
+        # termwise inequality would flip.
+        Satisfies(
+            hi - lo + 1, "nonnegative", f"the sum runs upwards ({sp.sstr(lo)} ≤ {sp.sstr(hi)} + 1)"
+        ),
     ]
 
 
