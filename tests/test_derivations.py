@@ -701,34 +701,63 @@ def test_only_the_derivations_import_sympy():
 # ---------------------------------------------------------------------------
 
 
-def test_latex_prints_each_step_with_its_reached_level():
+def test_latex_prints_the_chain_with_numbered_steps_and_no_prose():
     d = DERIVATIONS["derivation.gibbs"]
     tex = to_latex(d, checked(d.id))
-    assert tex.startswith("$$\n\\begin{aligned}")
-    assert tex.rstrip().endswith("\\end{aligned}\n$$")
+    assert tex.startswith("\\begin{aligned}")
+    assert tex.rstrip().endswith("\\end{aligned}")
     assert r"&\ge" in tex
     assert r"&\Rightarrow" in tex
-    assert "by rule: log x ≤ x − 1, termwise" in tex
-    assert "under constraint Σp = Σq = 1" in tex
+    assert "&& (1.3)" in tex
     assert r"\ln" in tex
-    unchecked = to_latex(d)
+    # Reading order: p_i ln(p_i/q_i), not sympy's ln(p_i/q_i) p_i.
+    assert r"{p}_{i} \ln{\left(\frac{{p}_{i}}{{q}_{i}} \right)}" in tex
+    # The justifications and levels are beside the chain, not inside it.
+    assert r"\text" not in tex
+    assert "termwise" not in tex
+
+
+def test_markdown_puts_justifications_and_levels_beside_the_chain():
+    d = DERIVATIONS["derivation.gibbs"]
+    page = to_markdown(d, checked(d.id))
+    assert "```math\n\\begin{aligned}" in page
+    assert "$$" not in page
+    assert "| 1.3 | log x ≤ x − 1 at x = q_i/p_i, times p_i > 0, summed, negated | by rule:" in page
+    assert "under constraint Σp = Σq = 1" in page
+    unchecked = to_markdown(d)
     assert "not checked" in unchecked
-    assert "proved" not in unchecked
+    assert "| proved |" not in unchecked
 
 
-def test_latex_marks_a_failed_step():
+def test_markdown_marks_a_failed_step():
     d = with_step(DERIVATIONS["derivation.gibbs"], 0, 4, check=Proved())
-    assert "FAILED" in to_latex(d, check(d, select=lambda c, s: s == 4))
+    assert "| FAILED |" in to_markdown(d, check(d, select=lambda c, s: s == 4))
+
+
+def test_identical_consecutive_lines_share_one_numbered_line():
+    d = DERIVATIONS["derivation.moment_matching"]
+    tex = to_latex(d)
+    assert "&= 0 && (4.2, 4.3)" in tex
+    assert "&= 10 && (5.2, 5.3)" in tex
+
+
+def test_markdown_cells_escape_pipes_and_stars():
+    from klspec.spec.derivations.render import markdown_cell, markdown_text
+
+    assert markdown_cell("P(b | a) = n/(2*sigma**2)") == r"P(b \| a) = n/(2\*sigma\*\*2)"
+    assert markdown_text("π* and p_i and _x_ and $5") == r"π\* and p_i and \_x\_ and \$5"
 
 
 def test_markdown_proof_page_has_statement_levels_and_conclusion():
+    from klspec.spec.derivations.render import markdown_text
+
     d = DERIVATIONS["derivation.weather_numbers"]
     page = to_markdown(d, checked(d.id))
     assert page.startswith("# ")
-    assert "numeric (relative error ≤ 6.1e-31, 50 digits)" in page
-    assert "| step | checked | detail |" in page
+    assert "| step | justification | checked | detail |" in page
     assert "0.0871766935723888763504603430433" in page
-    assert d.conclusion in page
+    assert "```math" in page
+    assert markdown_text(d.conclusion) in page
 
 
 def test_prove_prints_levels_and_times_and_returns_zero():
