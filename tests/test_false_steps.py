@@ -113,8 +113,34 @@ CORPUS += [
         ),
     ),
 ]
+n = sp.Symbol("n", integer=True, positive=True)
+k = sp.Symbol("k", integer=True, positive=True)
+
+
+def _induction(claim, base):
+    return ByRule(rules.INDUCTION, {"claim": claim, "a": k, "k": k, "n": n, "base": base})
+
+
+_GAUSS = n * (n + 1) / 2
+CORPUS += [
+    Row(
+        "INDUCTION took any hypothesis: it must be the claim at n − 1",
+        7 + n,
+        Step(sp.Sum(k, (k, 1, n)), "induction", _induction(sp.Sum(k, (k, 1, n)), Proved())),
+        Step(sp.Sum(k, (k, 1, n)), "induction", _induction(sp.Sum(k, (k, 1, n)), Proved())),
+    ),
+    Row(
+        "INDUCTION did not check the base case",
+        (_GAUSS + 7).xreplace({n: n - 1}) + n,
+        Step(sp.Sum(k, (k, 1, n)), "induction", _induction(_GAUSS + 7, Proved())),
+        Step(sp.Sum(k, (k, 1, n)), "induction", _induction(_GAUSS, Proved())),
+    ),
+]
+
 # Twins that start from their own (true) previous line.
 _TWIN_PREV = {
+    "INDUCTION took any hypothesis: it must be the claim at n − 1": sp.Sum(k, (k, 1, n - 1)) + n,
+    "INDUCTION did not check the base case": _GAUSS.xreplace({n: n - 1}) + n,
     "SIFT did not check that the delta's point lies in the range summed over": sp.Sum(
         sp.KroneckerDelta(2, j) * g(j), (j, 1, 3)
     ),

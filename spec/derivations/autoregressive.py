@@ -243,10 +243,21 @@ KL_CHAIN_RULE = Derivation(
                 ),
                 Step(
                     sp.Sum(TokKL(k), (k, 1, T)),
-                    "induction on T; the base case T = 1 is the enumeration below",
+                    "induction on T; the base case T = 1, one token, enumerated for |V| ≤ 3",
                     ByRule(
                         INDUCTION,
-                        {"hypothesis": SeqKL(T - 1), "a": TokKL(k), "k": k, "n": T},
+                        {
+                            "claim": SeqKL(T),
+                            "a": TokKL(k),
+                            "k": k,
+                            "n": T,
+                            "base": ForSizes(
+                                tuple((v, 1) for v in (1, 2, 3)),
+                                _instantiate,
+                                "|V| ∈ {1, 2, 3}, T = 1",
+                                constraint=_normalised,
+                            ),
+                        },
                     ),
                 ),
             ),
@@ -272,11 +283,14 @@ KL_CHAIN_RULE = Derivation(
     "expected sum of the per-token KLs along sequences drawn from π. The two-variable "
     "step is proved for any sizes (one step under the normalisation of P_{Y|X}); the "
     "sequence form for symbolic T is by rule (it, applied to prefix and last token, then "
-    "induction); and the "
+    "induction, whose base case, one token, is enumerated for |V| ≤ 3, so that step is "
+    "'for sizes'); and the "
     "sequence identity is checked exactly, independently of those rules, for every "
     "vocabulary size and length up to 3 × 3.",
     clause_ids=("kl.chain_rule",),
     numeric_crosscheck="tests/test_derivation_crosschecks.py::test_sequence_kl_is_expected_token_kl_sum",
-    honesty="Symbolic T is 'by rule' (instance + induction); exact enumeration covers "
-    "|V| ≤ 3 and T ≤ 3 only.",
+    honesty="Symbolic T rests on a rule (the two-variable chain rule applied to prefix and "
+    "last token) and on induction, whose base case T = 1 is enumerated for |V| ≤ 3 only: "
+    "that step is 'for sizes', not a proof for every vocabulary. Exact enumeration of the "
+    "whole identity covers |V| ≤ 3 and T ≤ 3 only.",
 )

@@ -48,6 +48,7 @@ __all__ = [
     "Check",
     "ForSizes",
     "FreeOf",
+    "Holds",
     "InRange",
     "Level",
     "LimitIs",
@@ -501,6 +502,31 @@ def _discharge_all(obligations: Iterable[Obligation]) -> tuple[bool, list[str]]:
     return True, details
 
 
+def _weakest(obligations: Iterable[Obligation]) -> Level | None:
+    """The weakest level an obligation reached by a check of its own (:class:`Holds`)."""
+    levels = [ob.reached for ob in obligations if getattr(ob, "reached", None) is not None]
+    return min(levels) if levels else None
+
+
+class Holds(Obligation):
+    """``lhs = rhs`` by ``check`` (a :class:`Check`): e.g. an induction's base case.
+
+    The step that lists it reaches at most the level ``check`` reached.
+    """
+
+    def __init__(self, lhs: sp.Basic, rhs: sp.Basic, check: Check, what: str) -> None:
+        self.lhs, self.rhs, self.check, self.what = lhs, rhs, check, what
+        self.reached: Level | None = None
+
+    def discharge(self) -> tuple[bool, str]:
+        outcome = self.check.verify(self.lhs, self.rhs, "=")
+        if not outcome.ok:
+            return False, f"{self.what}: {outcome.detail}"
+        self.reached = outcome.level
+        label = outcome.label or (outcome.level.words if outcome.level is not None else "")
+        return True, f"{self.what}: {label} ({outcome.detail})"
+
+
 def _given_used(details: Iterable[str]) -> bool:
     """Whether a side condition was taken as given rather than checked (:class:`InRange`)."""
     return any(d.startswith(GIVEN) for d in details)
@@ -566,6 +592,9 @@ class Rule:
     relation: str
     apply: Callable[..., sp.Basic] | None = None
     preconditions: Callable[..., Sequence[Obligation]] | None = None
+    #: The strongest level a use can reach given its parameters (e.g. an induction whose
+    #: base case is checked for sizes); None: "by rule".
+    cap: Callable[..., Level] | None = None
 
 
 # ---------------------------------------------------------------------------
@@ -626,7 +655,11 @@ class ByRule(Check):
 
     @property
     def level(self) -> Level:  # type: ignore[override]
-        return Level.ASSERTED if self.given else Level.BY_RULE
+        """What the step claims: "by rule", or less when it uses a given or a weaker fact."""
+        level = Level.ASSERTED if self.given else Level.BY_RULE
+        if self.rule.cap is not None:
+            level = min(level, self.rule.cap(**self.params))
+        return level
 
     def verify(self, prev, new, relation):
         rule = self.rule
@@ -666,6 +699,11 @@ class ByRule(Check):
                 Level.ASSERTED,
                 "; ".join(details),
                 f"asserted: {rule.name}, given {self.given}",
+            )
+        weaker = _weakest(obligations)
+        if ok and weaker is not None and weaker < Level.BY_RULE:
+            return Outcome(
+                True, weaker, "; ".join(details), f"by rule: {rule.name}, {weaker.words}"
             )
         return Outcome(
             ok, Level.BY_RULE if ok else None, "; ".join(details), f"by rule: {rule.name}"

@@ -12,8 +12,11 @@ from __future__ import annotations
 import sympy as sp
 
 from klspec.spec.derivations.checks import (
+    Check,
     FreeOf,
+    Holds,
     InRange,
+    Level,
     LimitIs,
     Minimum,
     Positive,
@@ -315,14 +318,31 @@ INSTANCE = Rule(
 )
 
 
-def _induction(prev: sp.Basic, *, hypothesis: sp.Basic, a: sp.Basic, k: sp.Symbol, n: sp.Basic):
-    """prev = F(n − 1) + a(n), F(n − 1) = Σ_{k<n} a(k) (``hypothesis``) → Σ_{k=1}^{n} a(k)."""
+def _induction(prev: sp.Basic, *, claim: sp.Basic, a: sp.Basic, k: sp.Symbol, n: sp.Basic, base):
+    """prev = F(n − 1) + a(n), with F(n − 1) the claim at n − 1 → Σ_{k=1}^{n} a(k)."""
+    hypothesis = claim.xreplace({n: n - 1})
     last = a.xreplace({k: n})
     if sp.expand(prev - hypothesis - last) != 0:
         raise RuleDoesNotApply(
-            f"expected {sp.sstr(hypothesis)} + {sp.sstr(last)}, got {sp.sstr(prev)}"
+            f"expected the claim at n − 1 plus the last term, {sp.sstr(hypothesis)} + "
+            f"{sp.sstr(last)}, got {sp.sstr(prev)}"
         )
     return sp.Sum(a, (k, 1, n))
+
+
+def _induction_preconditions(prev, new, *, claim, a, k, n, base):
+    if not isinstance(base, Check):
+        raise RuleDoesNotApply("the base case needs a check (Proved(), ForSizes(...), ...)")
+    return [
+        Holds(
+            claim.xreplace({n: 1}),
+            a.xreplace({k: 1}),
+            base,
+            f"base case: {sp.sstr(claim.xreplace({n: 1}))} = {sp.sstr(a.xreplace({k: 1}))}",
+        ),
+        Satisfies(n, "integer", f"{n} is an integer"),
+        Satisfies(n, "positive", f"{n} ≥ 1"),
+    ]
 
 
 def _split_last_token(prev: sp.Basic, *, whole: sp.Basic, parts: sp.Basic) -> sp.Basic:
@@ -347,11 +367,14 @@ SPLIT_LAST_TOKEN = Rule(
 INDUCTION = Rule(
     name="induction on the length",
     statement="If F(1) = a(1) and F(n) = F(n − 1) + a(n) for n ≥ 2, then F(n) = "
-    "Σ_{k=1}^{n} a(k) for every n ≥ 1: by the hypothesis F(n − 1) = Σ_{k=1}^{n−1} a(k), "
-    "and Σ_{k=1}^{n−1} a(k) + a(n) = Σ_{k=1}^{n} a(k) (definition of a finite sum). The "
-    "base case is checked where the rule is used.",
+    "Σ_{k=1}^{n} a(k) for every integer n ≥ 1. The hypothesis used is the claim F itself "
+    "at n − 1 (given as ``claim``, F(n)); the base case F(1) = a(1) is checked at every "
+    "use by the check given as ``base``, and the step reaches at most the level the base "
+    "case reached.",
     relation="=",
     apply=_induction,
+    preconditions=_induction_preconditions,
+    cap=lambda **params: min(Level.BY_RULE, params["base"].level),
 )
 
 
