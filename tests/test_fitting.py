@@ -446,6 +446,98 @@ def test_non_convergence_raises(monkeypatch):
         fit_gaussian_to_mixture(*BIMODAL, direction="reverse", start=(40.0, 0.01))
 
 
+# --- issue 13: a subnormal sd, failing starts, a start far too narrow ------------------
+
+EPS = 2.0**-52
+SPIKE = ([0.5, 0.5], [0.0, 0.0], [5e-324, 1.0])  # sds[0] = 2**-1074, the least subnormal
+
+
+@mpmath.workdps(40)
+def test_a_subnormal_component_sd_gives_the_mpmath_value():
+    # Raised a raw OverflowError (1/σ_k overflowed in the panel grading). Under the
+    # spike p = φ(z)/(2σ) + φ(σz)/2; under N(0, 1) the spike adds below 1e-320. So
+    # with x = σz, KL(P‖N(0, s²)) = ½(−log 2 − log σ − ½ + log s + σ²/(2s²))
+    # + ½(−log 2 + log s − ½ + 1/(2s²)) (40-digit mpmath.quad of the exact
+    # integrands agrees), and KL(N(0, 1)‖P) = log 2 − (below 1e-320).
+    sigma = mpmath.mpf(2) ** -1074
+
+    def forward(s):
+        spike = -mpmath.log(2) - mpmath.log(sigma) - 0.5 + mpmath.log(s) + sigma**2 / (2 * s**2)
+        wide = -mpmath.log(2) + mpmath.log(s) - 0.5 + 1 / (2 * s**2)
+        return (spike + wide) / 2
+
+    got = mixture_gaussian_kl(*SPIKE, 0.0, 1.0, direction="forward")
+    assert abs(got - forward(1)) <= 4 * EPS * forward(1)
+    assert abs(mixture_gaussian_kl(*SPIKE, 0.0, 1.0, direction="reverse") - math.log(2)) <= EPS
+    fit = fit_gaussian_to_mixture(*SPIKE, direction="forward")
+    s = mpmath.sqrt((1 + sigma**2) / 2)  # the moments: mean 0, variance (σ² + 1)/2
+    assert (fit.mean, fit.sd) == (0.0, float(s))
+    assert abs(fit.kl - forward(s)) <= 4 * EPS * forward(s)
+    # Reverse: Q on the spike has p = q/2 + (1e-323 of q): kl log 2, a tie with
+    # Q = N(0, 1) (log 2 − 1e-320); the first start wins.
+    assert fit_gaussian_to_mixture(*SPIKE, direction="reverse") == (0.0, 5e-324, math.log(2))
+
+
+def test_a_failing_default_start_is_skipped(monkeypatch):
+    # One failing start aborted the whole search (a 50-component mixture ran 54 s,
+    # then raised RuntimeError). Simulate the first start (μ_0, σ_0) = (−3, 1) failing.
+    newton = fitting._reverse_newton
+
+    def fails_from_minus_3(mix, mean, sd, **kwargs):
+        if mean == -3.0:
+            raise RuntimeError("the reverse fit did not converge (simulated)")
+        return newton(mix, mean, sd, **kwargs)
+
+    monkeypatch.setattr(fitting, "_reverse_newton", fails_from_minus_3)
+    fit = fit_gaussian_to_mixture(*BIMODAL, direction="reverse")
+    # The mirror-image mode from the second start (the first would have won the tie).
+    mean, sd, kl = MODE_FIT
+    assert abs(fit.mean - mean) <= 1e-13
+    assert abs(fit.sd - sd) <= 1e-13
+    assert abs(fit.kl - kl) <= 1e-15
+
+
+def test_every_default_start_failing_is_one_clear_error(monkeypatch):
+    def always_fails(mix, mean, sd, **kwargs):
+        raise RuntimeError(f"no convergence from {mean}")
+
+    monkeypatch.setattr(fitting, "_reverse_newton", always_fails)
+    message = (
+        r"^the reverse fit failed from every one of the 3 default starts; "
+        r"from \(mean=-3\.0, sd=1\.0\): no convergence from -3\.0$"
+    )
+    with pytest.raises(RuntimeError, match=message):
+        fit_gaussian_to_mixture(*BIMODAL, direction="reverse")
+
+
+def test_a_flat_direction_gets_a_bounded_step_toward_steepest_descent():
+    # Newton's step along a nearly flat direction (curvature 1e-12) with a small
+    # gradient there (1e-3) was 1e9 long: the line search halved it ~30 times per
+    # iteration, and the fit stalled (the 50-component comb never converged).
+    coef, curv = np.array([1e-3, -1.0]), np.array([1e-12, 1e-12])
+    step = fitting._trust_step(coef, curv, 2.0)
+    assert abs(float(np.hypot(*step)) - 2.0) <= 1e-12
+    np.testing.assert_allclose(step, -2.0 * coef / np.hypot(*coef), rtol=1e-9)
+    newton = fitting._trust_step(np.array([0.5, -0.5]), np.array([1.0, 2.0]), 2.0)
+    np.testing.assert_array_equal(newton, [-0.5, 0.25])  # short enough: Newton's own
+
+
+@pytest.mark.parametrize(
+    ("start", "expected"),
+    [((0.0, 1e-200), SYMMETRIC_FIT), ((2.5, 1e-300), MODE_FIT)],
+    ids=["(0, 1e-200): the symmetric fit", "(2.5, 1e-300): the mode"],
+)
+def test_a_start_far_too_narrow_converges(start, expected):
+    # Raised RuntimeError after 7 s: log s moved by at most 2 per Newton step, so
+    # 100 steps could not climb from 1e-200 to the mixture's scale; the trust radius
+    # now doubles after each step that went as far downhill as promised.
+    fit = fit_gaussian_to_mixture(*BIMODAL, direction="reverse", start=start)
+    mean, sd, kl = expected
+    assert abs(fit.mean - mean) <= 1e-13
+    assert abs(fit.sd - sd) <= 1e-13
+    assert abs(fit.kl - kl) <= 1e-15
+
+
 # --- validation ----------------------------------------------------------------------
 
 GOOD = {"weights": [0.5, 0.5], "means": [-3.0, 3.0], "sds": [1.0, 1.0]}
@@ -539,8 +631,13 @@ def test_bad_q_is_refused(mean, sd, error, message):
 
 def test_scales_beyond_float64_are_refused_and_huge_ones_work():
     # (σ_wide/σ_narrow)² = 1e400 overflows; the message says how to rescale.
+    tiny_and_huge = ([0.5, 0.5], [0, 1], [1e-100, 1e100])
     with pytest.raises(ValueError, match=r"too many orders of magnitude .* rescale"):
-        fit_gaussian_to_mixture([0.5, 0.5], [0, 1], [1e-100, 1e100], direction="reverse")
+        fit_gaussian_to_mixture(*tiny_and_huge, direction="reverse", start=(1, 1e100))
+    # By default that start is skipped; the narrow component's own fit is found:
+    # there p = q/2 + (a density 1e-200 times smaller), so KL(Q‖P) = log 2.
+    fit = fit_gaussian_to_mixture(*tiny_and_huge, direction="reverse")
+    assert fit == (0.0, 1e-100, math.log(2))
     # An sd of 1e290 has no float64 variance; the forward fit never forms it.
     assert fit_gaussian_to_mixture([1.0], [1e300], [1e290], direction="forward") == (
         1e300,
