@@ -541,7 +541,10 @@ def test_each_check_reaches_only_its_own_level():
         (ForSizes((1,), lambda expr, size: expr, "n = 1"), {Level.FOR_SIZES}),
         (UnderConstraint("nothing", lambda expr: expr), {Level.PROVED}),  # needs none
         (
-            ByRule(rules.INSTANCE, {"identity": (sp.log(a_pos * b_pos), split), "over": (a_pos,)}),
+            ByRule(
+                rules.INSTANCE,
+                {"identity": (sp.log(a_pos * b_pos), split), "over": (a_pos,), "proof": Proved()},
+            ),
             {Level.BY_RULE},
         ),
     ]

@@ -137,8 +137,65 @@ CORPUS += [
     ),
 ]
 
+a_, b_ = sp.symbols("a b", positive=True)
+P = sp.IndexedBase("P", positive=True)
+beta = sp.Symbol("beta", positive=True)
+
+
+def _kl_to(q):
+    return sp.Sum(P[i] * sp.log(P[i] / q), (i, 1, 2))
+
+
+def _drop(q):
+    from klspec.spec.derivations.checks import UnderConstraint, sums_to_one
+
+    return ByRule(
+        rules.DROP_KL,
+        {"term": _kl_to(q), "p_sums_to_one": UnderConstraint("ΣP = 1", sums_to_one(P, 1, 2))},
+    )
+
+
+CORPUS += [
+    Row(
+        "INSTANCE used identities no chain proved",
+        sp.log(2 * b_),
+        Step(
+            sp.log(2) * sp.log(b_),
+            "instance",
+            ByRule(
+                rules.INSTANCE,
+                {
+                    "identity": (sp.log(a_ * b_), sp.log(a_) * sp.log(b_)),
+                    "over": (a_,),
+                    "proof": Proved(),
+                },
+            ),
+        ),
+        Step(
+            sp.log(2) + sp.log(b_),
+            "instance",
+            ByRule(
+                rules.INSTANCE,
+                {
+                    "identity": (sp.log(a_ * b_), sp.log(a_) + sp.log(b_)),
+                    "over": (a_,),
+                    "proof": Proved(),
+                },
+            ),
+        ),
+    ),
+    Row(
+        "DROP_KL did not check that the term is a KL between distributions",
+        a_ - beta * _kl_to(sp.Rational(1, 3)),
+        Step(a_, "Gibbs", _drop(sp.Rational(1, 3)), "≤"),
+        Step(a_, "Gibbs", _drop(sp.Rational(1, 2)), "≤"),
+    ),
+]
+
 # Twins that start from their own (true) previous line.
 _TWIN_PREV = {
+    "DROP_KL did not check that the term is a KL between distributions": a_
+    - beta * _kl_to(sp.Rational(1, 2)),
     "INDUCTION took any hypothesis: it must be the claim at n − 1": sp.Sum(k, (k, 1, n - 1)) + n,
     "INDUCTION did not check the base case": _GAUSS.xreplace({n: n - 1}) + n,
     "SIFT did not check that the delta's point lies in the range summed over": sp.Sum(

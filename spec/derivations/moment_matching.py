@@ -171,7 +171,7 @@ MOMENT_MATCHING = Derivation(
                 Step(
                     sp.Rational(-3, 2) + sp.Rational(3, 2),
                     "the first moment c of 𝒩(c, 1) at c = −3 and c = 3",
-                    ByRule(INSTANCE, {"identity": FIRST_MOMENT, "over": (c,)}),
+                    ByRule(INSTANCE, {"identity": FIRST_MOMENT, "over": (c,), "proof": Proved()}),
                 ),
                 Step(sp.S.Zero, "arithmetic", Proved()),
             ),
@@ -187,7 +187,7 @@ MOMENT_MATCHING = Derivation(
                 Step(
                     (1 + (-3) ** 2) / sp.Integer(2) + (1 + 3**2) / sp.Integer(2),
                     "the second moment 1 + c² of 𝒩(c, 1) at c = −3 and c = 3",
-                    ByRule(INSTANCE, {"identity": SECOND_MOMENT, "over": (c,)}),
+                    ByRule(INSTANCE, {"identity": SECOND_MOMENT, "over": (c,), "proof": Proved()}),
                 ),
                 Step(
                     sp.Integer(10),

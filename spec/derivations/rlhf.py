@@ -102,8 +102,7 @@ RLHF_OPTIMUM = Derivation(
                         DROP_KL,
                         {
                             "term": KLstar(),
-                            "normalised": _sum(PiStar(i)) - 1,
-                            "equality": _sum(PiStar(i) * sp.log(PiStar(i) / PiStar(i))),
+                            "p_sums_to_one": UnderConstraint("Σπ = 1", sums_to_one(pi, 1, K)),
                         },
                     ),
                     relation="≤",

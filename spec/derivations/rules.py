@@ -227,23 +227,52 @@ def _drop_kl(prev: sp.Basic, *, term: sp.Basic, **_) -> sp.Basic:
     return b
 
 
-def _drop_kl_preconditions(prev, new, *, term, normalised, equality):
+def _kl_parts(term: sp.Basic):
+    """(P_i, Q_i, (i, lo, hi)) when ``term`` unfolds to Σ_i P_i log(P_i/Q_i); else raise."""
+    e = unfold(term)
+    if not (isinstance(e, sp.Sum) and len(e.limits) == 1):
+        raise RuleDoesNotApply(f"{sp.sstr(term)} is not a sum Σ_i P_i log(P_i/Q_i)")
+    factors = sp.Mul.make_args(e.function)
+    logs = [f for f in factors if isinstance(f, sp.log)]
+    if len(logs) != 1:
+        raise RuleDoesNotApply(f"{sp.sstr(term)} is not a sum Σ_i P_i log(P_i/Q_i)")
+    weight = e.function / logs[0]
+    ratio = logs[0].args[0]
+    q = sp.simplify(weight / ratio)
+    if sp.simplify(ratio - weight / q) != 0:  # pragma: no cover - defensive
+        raise RuleDoesNotApply(f"{sp.sstr(term)} is not a sum Σ_i P_i log(P_i/Q_i)")
+    return weight, q, e.limits[0]
+
+
+def _drop_kl_preconditions(prev, new, *, term, p_sums_to_one):
     a, _ = _affine_parts(prev, term)
+    weight, q, (i, lo, hi) = _kl_parts(term)
+    if not isinstance(p_sums_to_one, Check):
+        raise RuleDoesNotApply("P's normalisation needs the check that shows it (a Check)")
     return [
         Positive(-a, f"the KL term has coefficient {sp.sstr(a)} < 0"),
-        Zero(normalised, "the second argument sums to 1 (Gibbs needs two distributions)"),
-        Zero(equality, "equality: D_KL of a distribution from itself is 0"),
+        Positive(weight, f"P_{i} = {sp.sstr(weight)} > 0"),
+        Positive(q, f"Q_{i} = {sp.sstr(q)} > 0"),
+        Zero(sp.Sum(q, (i, lo, hi)) - 1, f"Q sums to 1: Σ_{i} {sp.sstr(q)} = 1"),
+        Holds(sp.Sum(weight, (i, lo, hi)), sp.S.One, p_sums_to_one, "P sums to 1"),
     ]
 
 
 #: A − c·D_KL(P‖Q) ≤ A for c > 0 (Gibbs' inequality), with equality at P = Q.
 DROP_KL = Rule(
     name="Gibbs: D_KL ≥ 0, = 0 iff P = Q",
-    statement="For distributions P, Q: D_KL(P‖Q) ≥ 0 with equality iff P = Q "
-    "(derivation.gibbs). So A − c·D_KL(P‖Q) ≤ A for c > 0, with equality iff P = Q.",
+    statement="For distributions P, Q with positive entries: D_KL(P‖Q) ≥ 0 with equality "
+    "iff P = Q (derivation.gibbs). So A − c·D_KL(P‖Q) ≤ A for c > 0, with equality iff "
+    "P = Q. At every use the term is read as Σ_i P_i log(P_i/Q_i) and P, Q are checked: "
+    "positive, Q sums to 1, and P sums to 1 by the check the step names.",
     relation="≤",
     apply=_drop_kl,
     preconditions=_drop_kl_preconditions,
+    cap=lambda **params: (
+        min(Level.BY_RULE, params["p_sums_to_one"].level)
+        if isinstance(params.get("p_sums_to_one"), Check)
+        else Level.BY_RULE
+    ),
 )
 
 
@@ -281,7 +310,7 @@ def _wild(identity: tuple[sp.Basic, sp.Basic], over: tuple[sp.Symbol, ...]):
     return lhs.xreplace(wilds), rhs.xreplace(wilds), wilds
 
 
-def _instance(prev: sp.Basic, *, identity, over):
+def _instance(prev: sp.Basic, *, identity, over, proof=None):
     pattern, template, _ = _wild(identity, over)
     out = prev.replace(pattern, template)
     if out == prev:
@@ -289,9 +318,12 @@ def _instance(prev: sp.Basic, *, identity, over):
     return out
 
 
-def _instance_preconditions(prev, new, *, identity, over):
+def _instance_preconditions(prev, new, *, identity, over, proof):
+    if not isinstance(proof, Check):
+        raise RuleDoesNotApply("the identity needs the check that proves it (proof=...)")
+    lhs, rhs = identity
     pattern, _, wilds = _wild(identity, over)
-    out = []
+    out: list = [Holds(lhs, rhs, proof, f"the identity {sp.sstr(lhs)} = {sp.sstr(rhs)}")]
     # prev.find returns a set: sort it so the report (and the generated docs) is stable.
     for found in sorted(prev.find(pattern), key=sp.default_sort_key):
         match = found.match(pattern)
@@ -309,12 +341,18 @@ def _instance_preconditions(prev, new, *, identity, over):
 INSTANCE = Rule(
     name="instance of an identity proved for all parameter values",
     statement="An identity lhs(c) = rhs(c) proved for symbolic parameters c (under their "
-    "declared assumptions) holds at every value meeting those assumptions; each value "
-    "used is checked against each assumption. The identity is named in the step and "
-    "proved where it is stated.",
+    "declared assumptions) holds at every value meeting those assumptions. The identity "
+    "is proved again at every use, by the check the step names (``proof``), and each "
+    "value used is checked against each assumption; the step reaches at most the level "
+    "of that proof.",
     relation="=",
     apply=_instance,
     preconditions=_instance_preconditions,
+    cap=lambda **params: (
+        min(Level.BY_RULE, params["proof"].level)
+        if isinstance(params.get("proof"), Check)
+        else Level.BY_RULE
+    ),
 )
 
 
