@@ -4,7 +4,8 @@
 :func:`pages` returns: docs/index.md (what klspec is, a reading order that follows
 the post, the clause catalog as tables by topic), the worked pages with numbers
 computed by the reference (:mod:`klspec.conformance.worked_pages`: fitting.md,
-language_models.md, rlhf.md) and docs/proofs/ (one page per derivation,
+language_models.md, rlhf.md), the picture of the fits (fits.md, fits.svg: plain SVG
+drawn here, the same bytes on every machine) and docs/proofs/ (one page per derivation,
 rendered with the level the checker reached). Nothing here is
 written by hand, so the docs cannot drift from the code: a test fails when
 docs/ is out of date. docs/conformance.md is generated separately by
@@ -168,7 +169,8 @@ def index_page(derivation_titles: dict[str, str]) -> str:
         "- [Conformance](conformance.md): how scipy, torch, jax, optax and keras fare "
         "against the clauses.",
         "- Worked pages, every number computed by the reference: "
-        "[forward against reverse KL](fitting.md), [KL for language models](language_models.md), "
+        "[forward against reverse KL](fitting.md) (and [its picture](fits.md)), "
+        "[KL for language models](language_models.md), "
         "[the RLHF optimum](rlhf.md).",
         "",
         "## Reading order",
@@ -216,6 +218,139 @@ def index_page(derivation_titles: dict[str, str]) -> str:
     return "\n".join(out) + "\n"
 
 
+# ---------------------------------------------------------------------------
+# docs/fits.md and docs/fits.svg: the picture of forward against reverse fits
+# ---------------------------------------------------------------------------
+
+#: (label, colour, dash) of each curve in the picture.
+_CURVES = (
+    ("P = ½N(−3, 1) + ½N(3, 1)", "#1f2328", ""),
+    ("forward fit, argmin KL(P‖Q)", "#0969da", ""),
+    ("reverse fit from (2.5, 1)", "#cf222e", "7 4"),
+    ("reverse fit from (−2.5, 1)", "#8250df", "2 3"),
+)
+
+
+def _fits() -> list[tuple[float, float]]:
+    """(mean, sd) of the forward fit and of the reverse fits started near each mode."""
+    from klspec import reference
+
+    mixture = ([0.5, 0.5], [-3.0, 3.0], [1.0, 1.0])
+    forward = reference.fit_gaussian_to_mixture(*mixture, direction="forward")
+    right = reference.fit_gaussian_to_mixture(*mixture, direction="reverse", start=(2.5, 1.0))
+    left = reference.fit_gaussian_to_mixture(*mixture, direction="reverse", start=(-2.5, 1.0))
+    return [(f.mean, f.sd) for f in (forward, right, left)]
+
+
+def _normal_pdf(x: float, mean: float, sd: float) -> float:
+    import math
+
+    return math.exp(-((x - mean) ** 2) / (2 * sd**2)) / (sd * math.sqrt(2 * math.pi))
+
+
+def fits_svg(fits: list[tuple[float, float]] | None = None) -> str:
+    """docs/fits.svg: P and its three Gaussian fits, drawn as plain SVG.
+
+    Written by hand rather than with a plotting library so that it needs nothing
+    beyond the reference and is the same bytes on every machine (coordinates are
+    rounded to 0.1 px), which keeps the docs-current test exact.
+    """
+    fits = _fits() if fits is None else fits
+    width, height, left, right, top, bottom = 720, 360, 56, 16, 16, 44
+    x_lo, x_hi, y_hi = -8.0, 8.0, 0.5
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def px(x: float) -> float:
+        return left + (x - x_lo) / (x_hi - x_lo) * plot_w
+
+    def py(y: float) -> float:
+        return top + (1 - y / y_hi) * plot_h
+
+    def mixture(x: float) -> float:
+        return 0.5 * _normal_pdf(x, -3, 1) + 0.5 * _normal_pdf(x, 3, 1)
+
+    densities = [mixture] + [(lambda x, m=m, s=s: _normal_pdf(x, m, s)) for m, s in fits]
+    xs = [x_lo + k * (x_hi - x_lo) / 400 for k in range(401)]
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Helvetica, Arial, '
+        'sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
+    ]
+    for k in range(-8, 9, 2):  # x axis
+        x = px(k)
+        out.append(
+            f'<line x1="{x:.1f}" y1="{py(0):.1f}" x2="{x:.1f}" y2="{py(0) + 4:.1f}" '
+            'stroke="#57606a"/>'
+        )
+        label = str(k).replace("-", "−")
+        out.append(
+            f'<text x="{x:.1f}" y="{py(0) + 17:.1f}" text-anchor="middle" '
+            f'fill="#57606a">{label}</text>'
+        )
+    for k in range(6):  # y axis
+        y, value = py(k / 10), f"{k / 10:.1f}"
+        out.append(
+            f'<line x1="{left - 4}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" '
+            f'stroke="{"#57606a" if k == 0 else "#d8dee4"}"/>'
+        )
+        out.append(
+            f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end" fill="#57606a">{value}</text>'
+        )
+    out.append(
+        f'<text x="{left + plot_w / 2:.1f}" y="{height - 8}" text-anchor="middle" '
+        'fill="#57606a">x</text>'
+    )
+    for (label, colour, dash), density in zip(_CURVES, densities, strict=True):
+        points = " ".join(f"{px(x):.1f},{py(min(density(x), y_hi)):.1f}" for x in xs)
+        dashing = f' stroke-dasharray="{dash}"' if dash else ""
+        out.append(
+            f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"'
+            f"{dashing}><title>{label}</title></polyline>"
+        )
+    for k, (label, colour, dash) in enumerate(_CURVES):  # legend, above the peaks
+        y, x0 = top + 8 + 15 * k, px(-2.4)
+        dashing = f' stroke-dasharray="{dash}"' if dash else ""
+        out.append(
+            f'<line x1="{x0:.1f}" y1="{y - 4}" x2="{x0 + 30:.1f}" y2="{y - 4}" '
+            f'stroke="{colour}" stroke-width="2"{dashing}/>'
+        )
+        out.append(f'<text x="{x0 + 36:.1f}" y="{y}" fill="#1f2328">{label}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def fits_picture_page(fits: list[tuple[float, float]] | None = None) -> str:
+    """docs/fits.md: the picture the post describes, with its numbers."""
+    (fm, fs), (rm, rs), (lm, ls) = _fits() if fits is None else fits
+
+    def g(x: float) -> str:
+        return f"{x:.3g}".replace("-", "−")
+
+    return "\n".join(
+        [
+            "# The picture: one Gaussian fitted to two modes, both ways",
+            "",
+            "<!-- Generated by `klspec docs` from klspec.reference; do not edit. -->",
+            "",
+            "![P = ½N(−3, 1) + ½N(3, 1) with the forward fit, which covers both modes, "
+            "and the two reverse fits, each on one mode](fits.svg)",
+            "",
+            f"- **Forward fit** (argmin KL(P‖Q), blue): N({g(fm)}, {g(fs)}²), the mean and "
+            "variance of P; it covers both modes and puts its mass in the valley between "
+            "them ([proof](proofs/moment_matching.md)).",
+            f"- **Reverse fits** (argmin KL(Q‖P), dashed): N({g(rm)}, {g(rs)}²) from a start "
+            f"near the right mode, N({g(lm)}, {g(ls)}²) from one near the left; each locks "
+            "onto one mode.",
+            "",
+            "Every curve is computed by `klspec.reference.fit_gaussian_to_mixture` when the "
+            "docs are generated; the numbers, the third (symmetric) reverse fit and the "
+            "densities at a few points are on [forward against reverse KL](fitting.md).",
+            "",
+        ]
+    )
+
+
 @cache
 def pages() -> dict[str, str]:
     """Relative path under docs/ -> content, for every page ``klspec docs`` generates.
@@ -232,6 +367,8 @@ def pages() -> dict[str, str]:
     out = {
         "index.md": index_page(titles),
         "fitting.md": fits_page(),
+        "fits.md": fits_picture_page(),
+        "fits.svg": fits_svg(),
         "language_models.md": language_models_page(),
         "rlhf.md": rlhf_page(),
     }

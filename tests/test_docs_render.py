@@ -94,7 +94,7 @@ def _markdown():
 
 
 _PAGE = """<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>{title}</title>
+<html><head><meta charset="utf-8"><base href="{base}"><title>{title}</title>
 <style>
 body {{ margin: 0; padding: 16px 24px; background: #fff; }}
 .markdown-body {{ width: {column}px; font: 16px/1.5 "DejaVu Sans", sans-serif; color: #1f2328;
@@ -176,8 +176,9 @@ def _dollar_blocks_as_display_math(markdown_text: str) -> str:
     return _DISPLAY_DOLLARS.sub(lambda m: "```math\n" + m.group(1) + "\n```", markdown_text)
 
 
-def page_html(pages: dict[str, str], mathjax_js: Path) -> str:
-    """One HTML document showing ``pages`` (name → Markdown), each in its own column."""
+def page_html(pages: dict[str, str], mathjax_js: Path, base: Path = DOCS) -> str:
+    """One HTML document showing ``pages`` (name → Markdown), each in its own column;
+    relative links and images resolve against ``base``."""
     md = _markdown()
     body = "\n".join(
         f'<article class="markdown-body" data-page="{html.escape(name)}">\n'
@@ -186,6 +187,7 @@ def page_html(pages: dict[str, str], mathjax_js: Path) -> str:
         for name, text in pages.items()
     )
     return _PAGE.format(
+        base=html.escape(base.as_uri() + "/"),
         title=html.escape(", ".join(pages)),
         column=COLUMN_PX,
         result=_RESULT_ID,
@@ -251,9 +253,13 @@ def problems(result: dict) -> list[str]:
     return out
 
 
+def _flat(name: str) -> str:
+    return name.removesuffix(".md").replace("/", "__")
+
+
 def render_all(pages: list[Path], out_dir: Path, *, screenshots: bool = True) -> dict[str, dict]:
-    """Typeset every page (one Chromium run for all), then screenshot each page that
-    has math (one run each, two at a time) to ``out_dir``."""
+    """Typeset every page (one Chromium run for all), then screenshot each page with
+    display math or an image (one run each, two at a time) to ``out_dir``."""
     browser, mathjax_js = chromium(), mathjax()
     assert browser
     assert mathjax_js
@@ -267,12 +273,15 @@ def render_all(pages: list[Path], out_dir: Path, *, screenshots: bool = True) ->
         if not screenshots:
             return results
         jobs = []
+        for name in texts:  # no screenshot left from an earlier run
+            (out_dir / f"{_flat(name)}.png").unlink(missing_ok=True)
         for name, text in texts.items():
-            if "```math" not in text:  # display math only: index.md alone takes 10 s
+            if "```math" not in text and "![" not in text:  # index.md alone would take 10 s
                 continue
-            flat = name.removesuffix(".md").replace("/", "__")
+            flat = _flat(name)
             one = work / f"{flat}.html"
-            one.write_text(page_html({name: text}, mathjax_js), encoding="utf-8")
+            html_text = page_html({name: text}, mathjax_js, (DOCS / name).parent)
+            one.write_text(html_text, encoding="utf-8")
             png = out_dir / f"{flat}.png"
             results[name]["screenshot"] = str(png)
             r = results[name]
@@ -305,7 +314,7 @@ def test_every_docs_page_renders_without_errors_literal_tex_or_overflow():
     out_dir = render_dir()
     results = render_all(docs_pages(), out_dir)
     shots = sum("screenshot" in r for r in results.values())
-    print(f"\n{len(results)} pages rendered; {shots} with display math shot to {out_dir}")
+    print(f"\n{len(results)} pages rendered; {shots} with math or images shot to {out_dir}")
     found = {name: problems(r) for name, r in results.items()}
     found = {name: p for name, p in found.items() if p}
     report = "\n".join(f"{name}:\n  " + "\n  ".join(p) for name, p in found.items())
@@ -323,6 +332,15 @@ def test_math_fences_become_display_math_and_tables_unescape_pipes():
     assert '<div class="math-display">\\[a &lt; b\n\\]</div>' in out
     assert "<td>x | y</td>" in out
     assert "<td>2 * 3</td>" in out
+
+
+def test_the_fits_picture_is_drawn_and_shown():
+    """docs/fits.svg has P and its three fits; docs/fits.md shows it and the index links it."""
+    svg = (DOCS / "fits.svg").read_text(encoding="utf-8")
+    assert svg.startswith("<svg ")
+    assert svg.count("<polyline ") == 4
+    assert "](fits.svg)" in (DOCS / "fits.md").read_text(encoding="utf-8")
+    assert "](fits.md)" in (DOCS / "index.md").read_text(encoding="utf-8")
 
 
 def _main(argv: list[str]) -> int:

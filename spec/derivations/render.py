@@ -52,7 +52,7 @@ def _is_evaluated(expr: sp.Basic) -> bool:
 def _factor_rank(factor: sp.Basic) -> int:
     """Reading order of a product's factors: 2 p_i ln(p_i/q_i) Σ..."""
     base = factor.base if isinstance(factor, sp.Pow) else factor
-    if factor.is_Number:
+    if factor.is_Number or isinstance(base, sp.NumberSymbol):  # 2 π s², not 2 s² π
         return 0
     if isinstance(
         base, (sp.Symbol, sp.Indexed, sp.IndexedBase, sp.Dummy, sp.core.function.AppliedUndef)
