@@ -192,6 +192,54 @@ CORPUS += [
     ),
 ]
 
+theta, t = sp.symbols("theta t", positive=True)
+m = sp.Symbol("m", real=True)
+_HAT = sp.Symbol(r"\hat{\theta}")
+
+
+def _convex(objective, var, solution, **more):
+    params = {"objective": objective, "var": var, "solution": solution, **more}
+    return ByRule(rules.CONVEX_STATIONARY_POINT, params)
+
+
+_UNIT = {"interval": (0, 1), "onto_domain": (t, t / (1 + t))}
+CORPUS += [
+    Row(
+        "CONVEX_STATIONARY_POINT did not check that the objective is the previous line",
+        (m - 1) ** 2,
+        Step(sp.Eq(_HAT, 2), "convex", _convex((m - 2) ** 2, m, 2), "⇒"),
+        Step(sp.Eq(_HAT, 1), "convex", _convex((m - 1) ** 2, m, 1), "⇒"),
+    ),
+    Row(
+        "CONVEX_STATIONARY_POINT did not check that the minimiser lies in the interval",
+        (theta - 2) ** 2,
+        Step(sp.Eq(_HAT, 2), "convex", _convex((theta - 2) ** 2, theta, 2, **_UNIT), "⇒"),
+        Step(sp.Eq(_HAT, 2), "convex", _convex((theta - 2) ** 2, theta, 2), "⇒"),
+    ),
+    Row(
+        "CONVEX_STATIONARY_POINT did not check that the parametrisation covers the domain",
+        (theta - sp.Rational(1, 4)) ** 2,
+        Step(
+            sp.Eq(_HAT, sp.Rational(1, 4)),
+            "convex",
+            _convex(
+                (theta - sp.Rational(1, 4)) ** 2,
+                theta,
+                sp.Rational(1, 4),
+                interval=(0, 1),
+                onto_domain=(t, t / (2 + 2 * t)),
+            ),
+            "⇒",
+        ),
+        Step(
+            sp.Eq(_HAT, sp.Rational(1, 4)),
+            "convex",
+            _convex((theta - sp.Rational(1, 4)) ** 2, theta, sp.Rational(1, 4), **_UNIT),
+            "⇒",
+        ),
+    ),
+]
+
 # Twins that start from their own (true) previous line.
 _TWIN_PREV = {
     "DROP_KL did not check that the term is a KL between distributions": a_

@@ -416,21 +416,43 @@ INDUCTION = Rule(
 )
 
 
-def _convex_preconditions(prev, new, *, objective, var, solution, onto_domain=None, in_domain=()):
+def _convex_preconditions(prev, new, *, objective, var, solution, interval=None, onto_domain=None):
     """Obligations of :data:`CONVEX_STATIONARY_POINT`; see its statement."""
     f = unfold(objective)
     second = sp.diff(f, var, 2)
-    if onto_domain is None:
-        where = f"for every {var} allowed by its assumptions"
-    else:
-        t, image = onto_domain
-        second, where = second.xreplace({var: image}), f"{var} = {sp.sstr(image)}, {t} > 0"
-    return [
+    checks: list = [
+        Zero(objective - prev, "the objective is the previous line"),
         Solves((sp.diff(f, var),), (var,), {var: solution}, f"∂f/∂{var} = 0 only at {solution}"),
-        Positive(second, f"∂²f/∂{var}² > 0 on the whole domain ({where})"),
+    ]
+    if interval is None:
+        if onto_domain is not None:
+            raise RuleDoesNotApply("a parametrisation needs the interval it covers (interval=)")
+        domain = "(0, ∞)" if var.is_positive else "ℝ" if var.is_real else None
+        if domain is None:
+            raise RuleDoesNotApply(f"{var} is declared neither real nor positive")
+        checks.append(
+            Positive(second, f"∂²f/∂{var}² > 0 for every {var} in {domain} (its assumptions)")
+        )
+        if var.is_positive:
+            checks.append(Positive(solution, f"{sp.sstr(solution)} lies in the domain: > 0"))
+        return checks
+    lo, hi = interval
+    if onto_domain is None:
+        raise RuleDoesNotApply("an interval needs a parametrisation by t > 0 (onto_domain=)")
+    t, image = onto_domain
+    where = f"{var} = {sp.sstr(image)}, {t} > 0"
+    return [
+        *checks,
+        Positive(
+            second.xreplace({var: image}), f"∂²f/∂{var}² > 0 on all of ({lo}, {hi}) ({where})"
+        ),
+        Positive(sp.diff(image, t), f"{sp.sstr(image)} increases with {t}"),
+        LimitIs(image, t, 0, "+", lo, f"{sp.sstr(image)} → {lo} as {t} → 0⁺"),
+        LimitIs(image, t, sp.oo, "-", hi, f"{sp.sstr(image)} → {hi} as {t} → ∞"),
         *(
-            Positive(e, f"{sp.sstr(solution)} lies in the domain: {sp.sstr(e)} > 0")
-            for e in in_domain
+            Positive(e, f"{sp.sstr(solution)} lies in ({lo}, {hi}): {sp.sstr(e)} > 0")
+            for e in (solution - lo, hi - solution)
+            if e.is_finite is not False
         ),
     ]
 
@@ -439,8 +461,11 @@ def _convex_preconditions(prev, new, *, objective, var, solution, onto_domain=No
 CONVEX_STATIONARY_POINT = Rule(
     name="stationary point of a strictly convex function",
     statement="If f″ > 0 on an open interval I and f′(x̂) = 0 at x̂ ∈ I, then x̂ is the "
-    "unique minimiser of f on I. f″ > 0 on all of I is checked through a parametrisation "
-    "of I by t > 0 (e.g. θ = t/(1 + t) for I = (0, 1)).",
+    "unique minimiser of f on I. f is the previous line (checked). I is the domain the "
+    "variable's assumptions give (ℝ, or (0, ∞) for a positive one), or an interval "
+    "(lo, hi) with a parametrisation by t > 0 that is checked to cover it (increasing, "
+    "tending to lo and hi; e.g. θ = t/(1 + t) for (0, 1)); f″ > 0 is checked on all of "
+    "I, and x̂ ∈ I.",
     relation="⇒",
     preconditions=_convex_preconditions,
 )
