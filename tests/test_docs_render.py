@@ -334,6 +334,26 @@ def test_math_fences_become_display_math_and_tables_unescape_pipes():
     assert "<td>2 * 3</td>" in out
 
 
+_UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
+
+
+def test_every_table_row_has_as_many_cells_as_its_header():
+    """An unescaped ``|`` in a cell (P(b | a)) splits it and shifts the row."""
+    bad = []
+    for page in docs_pages():
+        header = None
+        for n, line in enumerate(page.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.startswith("|"):
+                header = None
+                continue
+            cells = len(_UNESCAPED_PIPE.findall(line))
+            if header is None:
+                header = cells
+            elif cells != header:
+                bad.append(f"{page.relative_to(DOCS)}:{n}: {cells - 1} cells, header {header - 1}")
+    assert not bad, "\n".join(bad)
+
+
 def test_the_fits_picture_is_drawn_and_shown():
     """docs/fits.svg has P and its three fits; docs/fits.md shows it and the index links it."""
     svg = (DOCS / "fits.svg").read_text(encoding="utf-8")
