@@ -216,8 +216,9 @@ def fit_gaussian_to_mixture(
         beyond float64) is skipped, and a run that reaches a fit found from an
         earlier start stops there. That costs one Newton run per start, about
         5 ms each for two components; a 50-component comb (means −50..50, sds 1)
-        takes about 25 s. Passing ``start`` with ``direction="forward"`` is an
-        error.
+        takes about 10 Newton steps per start, 525 quadratures of the six
+        integrands in all (tens of seconds). Passing ``start`` with
+        ``direction="forward"`` is an error.
 
     Returns
     -------
@@ -606,7 +607,9 @@ def _best_reverse_fit(mix: _Mixture) -> GaussianFit:
     for start in dict.fromkeys(starts):  # distinct starts, in order
         try:
             mean, sd = _reverse_newton(mix, *start, known=tuple(fits))
-            fits.append(GaussianFit(mean, sd, _kl(mix, mean, sd, "reverse")))
+            same = [fit for fit in fits if (fit.mean, fit.sd) == (mean, sd)]
+            # A run that stopped at an earlier fit: its kl is known already.
+            fits.append(same[0] if same else GaussianFit(mean, sd, _kl(mix, mean, sd, "reverse")))
         except (RuntimeError, ValueError) as exc:
             failures.append((start, exc))
     if not fits:
