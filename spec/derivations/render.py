@@ -314,12 +314,13 @@ def to_latex(derivation: Derivation, result: DerivationResult | None = None) -> 
 # Markdown
 # ---------------------------------------------------------------------------
 
-_MD_SPECIAL = re.compile(r"[\\*`$<\[\]]|_")
+_MD_SPECIAL = re.compile(r"[\\*`$<]|_|\](?=[(\[:])")
 
 
 def markdown_text(text: str) -> str:
     """``text`` as literal Markdown: nothing in it becomes emphasis, code, a link, HTML
-    or ($…$) math. ``_`` between two letters (p_i) is left alone: it cannot be emphasis."""
+    or ($…$) math. ``_`` between two letters (p_i) and brackets that cannot close a link
+    (E[r]) are left alone, so the Markdown stays readable."""
 
     def escape(m: re.Match) -> str:
         ch, k = m.group(0), m.start()
