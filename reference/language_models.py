@@ -36,6 +36,11 @@ so t_i keeps its relative accuracy however close the distributions are.
 Where P bans Q's most likely token, d is centred on Q's most likely token among
 those P allows. Rows far apart, and rows with a logit beyond 2**1020, take the
 methods of :func:`_log_ratio_apart` and :func:`_token_kl_huge_rows`.
+
+That is the whole-row method. Most rows, near or far apart, first take the one-pass
+method of :mod:`klspec.reference._token_kl` (KL = Σ P·h(log P/Q), h(t) = t − 1 + e^{−t},
+two exponentials per logit, its error bound proved there); the rows it cannot certify
+(KL below about 1e-11, logits beyond 2**500) come here.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from klspec.reference import _chunked
+from klspec.reference import _chunked, _token_kl
 from klspec.reference.divergences import _b_series
 from klspec.reference.exact_arithmetic import dd_sum, two_sum
 from klspec.reference.validation import (
@@ -86,12 +91,32 @@ def token_kl(
     # Blocks of whole rows, on every core: memory is a few blocks, whatever the batch.
     # float16/float32 logits are exact in float64 and so are their differences.
     narrow = all(x.dtype.kind in "iu" or x.dtype.itemsize <= 4 for x in (a, b))
+    if a.shape[-1] > _token_kl.LONG_ROW:  # a whole row per block would not stay small
+        return _token_kl_long_rows(named, axis, a, b)
     kernel = _token_kl_kernel_narrow if narrow else _token_kl_kernel
     totals = _chunked.run((a, b), kernel, whole_rows=True)
     if totals.flagged is not None:
         _validate_logits(named, axis)  # raises, naming the entry or row
     kl_hi, kl_lo = totals.total("kl")
     kl = (kl_hi + kl_lo).reshape(a.shape[:-1])
+    return kl[()] if kl.ndim == 0 else kl
+
+
+def _token_kl_long_rows(
+    named: dict[str, ArrayLike], axis: int, a: np.ndarray, b: np.ndarray
+) -> np.float64 | np.ndarray:
+    """token_kl row by row, each in pieces (:func:`klspec.reference._token_kl.long_row`)."""
+    kl = np.empty(a.shape[:-1])
+    for index in np.ndindex(*a.shape[:-1]):
+        value, accepted, valid = _token_kl.long_row(a[index], b[index])
+        if not valid:
+            _validate_logits(named, axis)  # raises, naming the entry or row
+        if not accepted:  # the whole-row method (memory grows with the row here)
+            row_a, row_b = (np.asarray(x[index], dtype=np.float64)[None, :] for x in (a, b))
+            with np.errstate(all="ignore"):
+                value = _token_kl_rows(row_a, row_b)[0]
+        kl[index] = value
+    kl = kl + 0.0
     return kl[()] if kl.ndim == 0 else kl
 
 
@@ -102,6 +127,20 @@ def _token_kl_kernel(blocks: list, work: object, narrow: bool = False) -> _chunk
     a_max, b_max = a.max(axis=-1), b.max(axis=-1)
     if not (np.isfinite(a_max).all() and np.isfinite(b_max).all()):
         return _chunked._Record(flag=True)
+    kl, accepted = _token_kl.block_rows(a, b, a_max, b_max, work, narrow)
+    if not accepted.all():
+        rest = ~accepted
+        kl[rest] = _token_kl_whole_row_kernel([a[rest], b[rest]], work, narrow).sums["kl"]
+    return _chunked._Record(sums={"kl": kl})
+
+
+def _token_kl_whole_row_kernel(
+    blocks: list, work: object, narrow: bool = False
+) -> _chunked._Record:
+    """token_kl of a block of whole rows by the methods below (rows the one-pass
+    method of :mod:`klspec.reference._token_kl` leaves)."""
+    a, b = blocks
+    a_max, b_max = a.max(axis=-1), b.max(axis=-1)
     if not narrow:
         return _chunked._Record(sums={"kl": _token_kl_rows(a, b, a_max, b_max)})
     return _chunked._Record(sums={"kl": _token_kl_fast_rows(a, b, work)})

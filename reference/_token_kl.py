@@ -1,0 +1,419 @@
+r"""token_kl in one pass over each row: two exponentials per logit, no cancellation.
+
+The quantity
+------------
+For one row of logits a (of P) and b (of Q), with α_i = a_i − max a and
+β_i = b_i − max b (each row centred on its own maximum), E_i = e^{α_i},
+F_i = e^{β_i}, S_a = Σ E_i, S_b = Σ F_i:
+
+    P_i = E_i/S_a,   t_i = log(P_i/Q_i) = δ_i − c,   δ_i = α_i − β_i,   c = log S_a − log S_b,
+
+    KL = Σ P_i h(t_i),   h(t) = t − 1 + e^{−t} = Σ_{k>=2} (−t)^k/k!  >= 0.
+
+Σ P h(t) equals Σ P t because Σ P e^{−t} = Σ Q = 1. Every term is non-negative,
+so the sum has no cancellation. In the code each term is multiplied by S_a:
+
+    S_a·P_i h(t_i) = E_i t_i² g(t_i)            for −3/2 <= t_i <= 1 (the series region),
+                   = E_i (t_i − 1) + κ F_i       elsewhere (the direct region),
+
+with g(t) = h(t)/t² by a polynomial (below) and κ = e^c, since P_i e^{−t_i} =
+F_i e^c / S_a. KL is the row sum divided by S_a.
+
+Why the shift c need not be accurate
+------------------------------------
+Let the code use ĉ = c + ε instead of c, in t̂_i = δ_i − ĉ *and* in κ̂ = e^ĉ. Then
+P_i e^{−t̂_i} = Q_i e^ε for every i, in both regions, and exactly
+
+    A = Σ P_i h(t̂_i) = Σ P_i (t_i − ε − 1) + e^ε Σ Q_i = KL + (e^ε − 1 − ε),
+
+an error of ε²/2 (1 + O(ε)): second order, because Σ P_i h'(t_i) = Σ (P_i − Q_i) = 0.
+So S_b, which enters nothing but ĉ = log Ŝ_a − log Ŝ_b, is summed from float32
+exponentials (|ε| about 1e-7), and F_i = e^{β_i} is computed in float64 only where a
+term needs it (the direct region). The second-order error is then removed: with
+B = Σ P_i t̂_i = KL − ε (a plain sum), A − B = e^ε − 1 exactly, so
+
+    KL = A − ψ(A − B),   ψ(w) = w − log1p(w) ≈ w²/2 >= 0.
+
+If w = A − B is computed with an absolute error η, ψ(w) moves by at most |w|·η. The
+code bounds η <= u·(log2 n + 8)·(A + max|t̂|) (the sums' rounding; Σ P|t̂| <= max|t̂|)
+and accepts a row only if |w| <= 2**-20 and 16·|w|·η <= u·KL: the correction then
+adds at most u/16 relative. Tokens whose e^α or e^β underflow (a row spanning more
+than 690 in its logits) are dropped from the sums; the row is accepted only if all
+of them together, at most n·2**-1000·(max|t̂| + 2), are below u·KL/16. Other rows
+(KL below about 1e-11 — rows nearly equal up to rounding — or logits beyond 2**500)
+are left to the whole-row method of :mod:`klspec.reference.language_models`.
+
+The rounding errors that remain (u = 2**-53)
+--------------------------------------------
+*Exact differences.* For float32 (and float16, integer) logits of one block whose
+nonzero magnitudes lie within a factor 2**27 of each other, α_i, β_i and δ_i are
+sums of at most four float32 numbers that are multiples of a common 2**(e−23) and below
+2**(e+30) in magnitude: exact in float64. Other blocks (float64 logits, logits of very
+different magnitudes) form them error-free as double-double (TwoSum), E_i =
+e^{α_hi}(1 + α_lo) and t̂_i = (x − ĉ) + (x_err + α_lo − β_lo): the same quantities to
+u² relative.
+
+*Per term.* t̂_i = δ_i − ĉ is one rounding: |t̂_i − (t_i − ε)| <= u|t_i|. E_i and F_i
+(float64) are within 1 ulp (the libm's exp), S_a is summed exactly (error-free
+extraction, to 2**-68 relative) and is a common factor. In the series region the polynomial
+for g (Chebyshev interpolant, Horner's rounding included) is within 1.5u of g on
+[−3/2, 1]; the term's sensitivity to the error in t is |h'(t)·t/h(t)| <= 2.7 there
+(2 near 0, 2.64 at −3/2). So a series term is within about (2 + 1.5 + 2.7 + 1.5)u ≈ 8u
+of its value (exp's ulp is up to 2u relative; three products). In the direct region
+(t > 1 or t < −3/2) the two parts of E(t − 1) + κF have the same sign for t > 1, and
+for t < −3/2 their sum is at least 0.44·κF (1 − e^{t}(1 − t) >= 0.44), so each
+part's error of about 3u (κ = e^ĉ rounded once, F within an ulp, the product and the
+sum) is amplified at most 2.3×: within 7u; the error in t moves the term by
+P_i|t_i|u, below u·term for t > 1 and below 0.6u·term for t < −3/2.
+
+*The sum.* The terms are non-negative, so summing them loses no digits to
+cancellation: numpy's pairwise sum adds at most γ·u relative, γ = (16 + log2(n/128))
+for its 8-way unrolled blocks of 128 (24 for n = 32,000; about 1 in practice, the
+errors being of both signs), and the division by S_a 0.5u.
+
+So KL is within (8.5 + γ)u of its value at worst — 1.5e-15 plus the summation's
+worst case, which no input has come near — and a few u in practice: measured against
+mpmath (tests/test_token_kl_path.py, every distance of the benchmark's sweep) the worst
+relative error is below 1e-15 on rows nearly equal (σ <= 0.1) and below 4e-15, the
+apart-row bound of tests/test_language_models.py, elsewhere.
+
+What is left to the whole-row method
+------------------------------------
+Rows with a logit beyond 2**500 in magnitude (differences could overflow), rows whose
+KL is too small for the certificate above, and rows with +inf or NaN (validation
+names them). A −inf logit is a token of probability 0: its term is Q_i where only P
+bans it (E_i = 0, t_i set to −3 so the direct form gives κF_i), 0 where both do, and
+the row's KL is +inf where only Q bans it.
+
+Memory: the kernel works on blocks of whole rows from :func:`klspec.reference._chunked.run`
+with ~8 float64 buffers of a block each. Rows longer than :data:`LONG_ROW` are
+processed in pieces of CHUNK elements by :func:`long_rows` (three passes: maxima,
+sums, terms), so the memory does not grow with the vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from klspec.reference import _chunked
+from klspec.reference.exact_arithmetic import two_sum
+
+_U = 2.0**-53
+
+#: Rows longer than this are processed in pieces (a whole row per block would need
+#: buffers of the row's size).
+LONG_ROW = 1 << 18
+
+#: Logits beyond this magnitude go to the whole-row method.
+_BIG = 2.0**500
+
+#: The series region [_SERIES_LO, _SERIES_HI] of t.
+_SERIES_LO, _SERIES_HI = -1.5, 1.0
+
+#: g(t) = (t − 1 + e^{−t})/t² by Horner with ascending coefficients: Chebyshev
+#: interpolants (mpmath, 50 digits) on [−r, r] for the keys r, and on [−3/2, 1] for
+#: None; each within 1.5 units of 2**-53 of g, Horner's rounding included
+#: (tests/test_token_kl_path.py recomputes the bounds with mpmath).
+G_POLYNOMIALS = {
+    2.0**-4: (
+        0.5,
+        -0.16666666666666666,
+        0.04166666666667077,
+        -0.008333333333333706,
+        0.0013888888836324673,
+        -0.00019841269793484582,
+        2.4803740304756255e-05,
+        -2.7559276487341413e-06,
+    ),
+    0.25: (
+        0.5,
+        -0.16666666666666666,
+        0.041666666666663556,
+        -0.008333333333333094,
+        0.0013888888892874063,
+        -0.00019841269844335027,
+        2.48015694494292e-05,
+        -2.755730549290389e-06,
+        2.7589957366249805e-07,
+        -2.507721278058295e-08,
+    ),
+    0.5: (
+        0.5,
+        -0.16666666666666666,
+        0.04166666666666706,
+        -0.00833333333333336,
+        0.001388888888870455,
+        -0.00019841269841146993,
+        2.4801587616145414e-05,
+        -2.755731943362024e-06,
+        2.7557076636642725e-07,
+        -2.505194670972162e-08,
+        2.0962955815976076e-09,
+        -1.6116496514371548e-10,
+    ),
+    None: (
+        0.5,
+        -0.16666666666666666,
+        0.04166666666666665,
+        -0.00833333333333333,
+        0.0013888888888891426,
+        -0.00019841269841267936,
+        2.4801587300239394e-05,
+        -2.7557319227995463e-06,
+        2.7557319566085714e-07,
+        -2.5052106716012107e-08,
+        2.0876712994039883e-09,
+        -1.6059341040017887e-10,
+        1.147336465241519e-11,
+        -7.622791577800359e-13,
+        4.742262265406482e-14,
+        -3.5765766773792566e-15,
+    ),
+}
+
+
+def g_coefficients(t_min: float, t_max: float) -> tuple[tuple[float, ...], bool]:
+    """(coefficients, covers): the shortest polynomial for g on [t_min, t_max], and
+    whether that interval lies inside the polynomial's (else the direct region is used
+    outside the series region)."""
+    radius = max(-t_min, t_max)
+    for r in (2.0**-4, 0.25, 0.5):
+        if radius <= r:
+            return G_POLYNOMIALS[r], True
+    return G_POLYNOMIALS[None], t_min >= _SERIES_LO and t_max <= _SERIES_HI
+
+
+def _psi(w: np.ndarray) -> np.ndarray:
+    """w − log1p(w) >= 0 without cancellation for small |w|."""
+    small = np.abs(w) < 1e-3
+    series = w * w * (0.5 - w * (1 / 3 - w * (0.25 - w * (0.2 - w / 6))))
+    with np.errstate(all="ignore"):
+        direct = w - np.log1p(w)
+    return np.where(small, series, direct)
+
+
+def _float32_buffer(work: _chunked._Workspace, name: str, shape: tuple[int, int]) -> np.ndarray:
+    """A float32 scratch array of ``shape`` in a workspace buffer (twice as many fit)."""
+    size = shape[0] * shape[1]
+    return work(name, (1, (size + 1) // 2)).view(np.float32).reshape(-1)[:size].reshape(shape)
+
+
+#: Blocks with at least this fraction of their logits in the series region evaluate the
+#: series on every logit and the direct form on the others only; below it, the reverse.
+_MOSTLY_SERIES = 0.5
+
+
+def block_rows(
+    a: np.ndarray,
+    b: np.ndarray,
+    m_a: np.ndarray,
+    m_b: np.ndarray,
+    work: _chunked._Workspace,
+    narrow: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(KL, accepted) for a block of whole rows of valid logits, as in the module docs.
+
+    ``m_a``, ``m_b``: the row maxima (finite). ``narrow``: the logits are float32
+    values (or float16, integers). Rows not accepted are left to the caller.
+    """
+    shape = a.shape
+    rows, n = shape
+    lo_a, lo_b = a.min(axis=-1), b.min(axis=-1)
+    masked = bool(np.isneginf(lo_a).any() or np.isneginf(lo_b).any())
+    if masked:
+        fa, fb = np.isfinite(a), np.isfinite(b)
+        lo_a = np.min(a, axis=-1, where=fa, initial=np.inf)
+        lo_b = np.min(b, axis=-1, where=fb, initial=np.inf)
+    big = np.maximum(np.maximum(np.abs(m_a), np.abs(m_b)), np.maximum(-lo_a, -lo_b))
+    accepted = big <= _BIG
+    largest = float(big.max())
+    e = work("ka", shape)  # α, then E = e^α
+    be = work("kb", shape)  # β
+    t = work("kt", shape)  # δ, then t
+    exact = False
+    if narrow and largest <= _BIG:
+        smallest = min(float(np.abs(a, out=t).min()), float(np.abs(b, out=t).min()))
+        exact = smallest >= largest * 2.0**-27
+    al_lo = be_lo = corr = None
+    if exact:
+        np.subtract(a, m_a[:, None], out=e)
+        np.subtract(b, m_b[:, None], out=be)
+        np.subtract(e, be, out=t)  # δ, exact
+    else:
+        al_hi, al_lo = two_sum(a, -m_a[:, None])
+        be_hi, be_lo = two_sum(b, -m_b[:, None])
+        if masked:
+            al_lo[~fa] = 0.0
+            be_lo[~fb] = 0.0
+        x, x_err = two_sum(al_hi, -be_hi)
+        corr = x_err + (al_lo - be_lo)
+        np.copyto(t, x)
+        np.copyto(e, al_hi)
+        np.copyto(be, be_hi)
+        del al_hi, be_hi, x, x_err
+    # S_b only enters the shift ĉ, whose error the correction below removes: float32
+    # exponentials suffice.
+    f32 = _float32_buffer(work, "kf", shape)
+    np.copyto(f32, be, casting="unsafe")
+    np.exp(f32, out=f32)
+    sb = f32.sum(axis=-1).astype(np.float64)
+    np.exp(e, out=e)
+    if al_lo is not None:
+        np.multiply(e, 1.0 + al_lo, out=e)
+    sa_hi, sa_lo = _chunked._exact_row_sums(e, work, "ks", levels=1)
+    sa = sa_hi + sa_lo
+    c = np.log(sa) - np.log(sb)
+    kappa = np.exp(c)
+    np.subtract(t, c[:, None], out=t)
+    if corr is not None:
+        np.add(t, corr, out=t)
+        del corr
+    infinite = None
+    if masked:
+        infinite = (fa & ~fb).any(axis=-1)
+        # E_i = 0 where P bans the token: t = −3 puts it in the direct region, κF_i.
+        np.copyto(t, -3.0, where=~(fa & fb))
+    t_min, t_max = float(t.min()), float(t.max())
+    coefficients, covers = g_coefficients(t_min, t_max)
+    terms = np.zeros(rows)
+    g = work("kg", shape)
+    x = work("kx", shape)
+    inside = None
+    if not covers:
+        inside = (t >= _SERIES_LO) & (t <= _SERIES_HI)
+        mostly_series = np.count_nonzero(inside) >= _MOSTLY_SERIES * t.size
+    if covers or mostly_series:
+        _chunked.horner(list(coefficients), t, g)
+        np.multiply(t, t, out=x)
+        np.multiply(g, x, out=g)
+        np.multiply(g, e, out=g)
+        if inside is not None:
+            np.copyto(g, 0.0, where=~inside)
+        terms += g.sum(axis=-1)
+    else:
+        for r in range(rows):
+            idx = np.flatnonzero(inside[r])
+            tr = t[r, idx]
+            poly = _chunked.horner(list(coefficients), tr, np.empty_like(tr))
+            terms[r] += np.sum(poly * (tr * tr) * e[r, idx])
+    if inside is not None:
+        # The direct region: E(t − 1) + κF, with F = e^β in float64 where it is needed.
+        if mostly_series:
+            for r in range(rows):
+                idx = np.flatnonzero(~inside[r])
+                f = np.exp(be[r, idx])
+                if be_lo is not None:
+                    f *= 1.0 + be_lo[r, idx]
+                terms[r] += np.sum(e[r, idx] * (t[r, idx] - 1.0) + kappa[r] * f)
+        else:
+            np.exp(be, out=be)
+            if be_lo is not None:
+                np.multiply(be, 1.0 + be_lo, out=be)
+            np.multiply(be, kappa[:, None], out=be)
+            np.subtract(t, 1.0, out=x)
+            np.multiply(x, e, out=x)
+            np.add(x, be, out=x)
+            np.copyto(x, 0.0, where=inside)
+            terms += x.sum(axis=-1)
+    # The correction for ĉ: with A = Σ P h(t̂) and B = Σ P t̂, A − B = e^ε − 1 exactly and
+    # KL = A − ψ(A − B), ψ(w) = w − log1p(w).
+    total = terms / sa
+    np.multiply(e, t, out=x)
+    w = total - x.sum(axis=-1) / sa
+    kl = np.maximum(total - _psi(w), 0.0)
+    # Its rounding: w is within η of e^ε − 1, ψ(w) within |w|·η of ψ(e^ε − 1).
+    spread = max(abs(t_min), abs(t_max))
+    eta = _U * (math.log2(n) + 8.0) * (total + spread)
+    accepted &= (np.abs(w) <= 2.0**-20) & (16.0 * np.abs(w) * eta <= _U * kl)
+    # Tokens with e^α or e^β below 2**-1000 (underflowing): their terms, at most
+    # n·2**-1000·(|t| + 2) in all, must be negligible next to KL.
+    faint = np.maximum(m_a - lo_a, m_b - lo_b) > 690.0
+    accepted &= ~faint | (16.0 * n * 2.0**-1000 * (spread + 2.0) <= _U * kl)
+    if infinite is not None:
+        kl = np.where(infinite, np.inf, kl)
+        accepted |= infinite & (big <= _BIG)
+    return kl, accepted
+
+
+def long_row(a: np.ndarray, b: np.ndarray) -> tuple[float, bool, bool]:
+    """(KL, accepted, valid) for one row longer than :data:`LONG_ROW`, in pieces.
+
+    The method of :func:`block_rows` in three passes over pieces of CHUNK logits (any
+    dtype; each piece is converted to float64 on its own): the maxima; S_a (exact),
+    S_b (float32) and the range of t; the terms and Σ P t̂. Differences are formed
+    error-free (TwoSum) whatever the dtype. ``valid`` is False for NaN, +inf or a row
+    of −inf only (validation then names the entry).
+    """
+    n = a.shape[-1]
+    step = _chunked.CHUNK
+    pieces = [(c0, min(n, c0 + step)) for c0 in range(0, n, step)]
+
+    def piece(x: np.ndarray, c0: int, c1: int) -> np.ndarray:
+        return np.asarray(x[c0:c1], dtype=np.float64)
+
+    m_a = m_b = -np.inf
+    lo = np.inf
+    for c0, c1 in pieces:
+        x, y = piece(a, c0, c1), piece(b, c0, c1)
+        if np.isnan(x).any() or np.isnan(y).any():
+            return 0.0, False, False
+        m_a, m_b = max(m_a, float(x.max())), max(m_b, float(y.max()))
+        lo = min(lo, float(np.min(x, where=np.isfinite(x), initial=np.inf)))
+        lo = min(lo, float(np.min(y, where=np.isfinite(y), initial=np.inf)))
+    if not (math.isfinite(m_a) and math.isfinite(m_b)):
+        return 0.0, False, False
+    if max(abs(m_a), abs(m_b), -lo) > _BIG:
+        return 0.0, False, True
+
+    def parts(c0: int, c1: int):
+        x, y = piece(a, c0, c1), piece(b, c0, c1)
+        fa, fb = np.isfinite(x), np.isfinite(y)
+        al_hi, al_lo = two_sum(x, -m_a)
+        be_hi, be_lo = two_sum(y, -m_b)
+        al_lo[~fa] = 0.0
+        be_lo[~fb] = 0.0
+        d, d_err = two_sum(al_hi, -be_hi)
+        e = np.exp(al_hi) * (1.0 + al_lo)
+        return fa, fb, be_hi, be_lo, d, d_err + (al_lo - be_lo), e
+
+    sa_hi = sa_lo = sb = 0.0
+    infinite = False
+    for c0, c1 in pieces:
+        fa, fb, be_hi, _, _, _, e = parts(c0, c1)
+        infinite |= bool((fa & ~fb).any())
+        hi, lo_ = _chunked._exact_row_sums(e[None, :], _chunked._Workspace(), "s", levels=1)
+        s, err = two_sum(sa_hi, float(hi[0]))
+        sa_hi, sa_lo = float(s), sa_lo + float(err) + float(lo_[0])
+        sb += float(np.exp(be_hi.astype(np.float32)).sum(dtype=np.float64))
+    if infinite:
+        return math.inf, True, True
+    sa = sa_hi + sa_lo
+    c = math.log(sa) - math.log(sb)
+    kappa = math.exp(c)
+    coefficients = list(G_POLYNOMIALS[None])
+    a_hi = a_lo = b_hi = b_lo = 0.0
+    spread = 0.0
+    for c0, c1 in pieces:
+        fa, fb, be_hi, be_lo, d, corr, e = parts(c0, c1)
+        t = (d - c) + corr
+        t[~(fa & fb)] = -3.0
+        spread = max(spread, float(np.abs(t).max()))
+        inside = (t >= _SERIES_LO) & (t <= _SERIES_HI)
+        series = _chunked.horner(coefficients, np.where(inside, t, 0.0), np.empty_like(t))
+        series *= t * t * e
+        direct = e * (t - 1.0) + kappa * (np.exp(be_hi) * (1.0 + be_lo))
+        terms = np.where(inside, series, direct)
+        s, err = two_sum(a_hi, float(terms.sum()))
+        a_hi, a_lo = float(s), a_lo + float(err)
+        s, err = two_sum(b_hi, float((e * t).sum()))
+        b_hi, b_lo = float(s), b_lo + float(err)
+    total = (a_hi + a_lo) / sa
+    w = total - (b_hi + b_lo) / sa
+    kl = max(total - float(_psi(np.array(w))), 0.0)
+    eta = _U * (math.log2(n) + 8.0) * (total + spread)
+    accepted = abs(w) <= 2.0**-20 and 16.0 * abs(w) * eta <= _U * kl
+    if max(m_a, m_b) - lo > 690.0:  # tokens that underflow (block_rows)
+        accepted = accepted and 16.0 * n * 2.0**-1000 * (spread + 2.0) <= _U * kl
+    return kl, accepted, True
