@@ -43,11 +43,25 @@ Each row gets a certificate from quantities the pass has already computed:
 * entropy / cross-entropy: |log S| ≤ H/16 and no probability in the row above 1.
 
 Rows without a certificate (p ∝ q but not normalised, rows that are one-hot up to
-rounding, and the like) are recomputed by the exact path of
+rounding, and the like) get a second pass at about the first one's cost (see "The
+second pass" below: KL with q rescaled by the measured Sp/Sq, entropy and
+cross-entropy term by term against the exact sum); the few rows that pass cannot
+vouch for either (a careful block among them) are recomputed by the exact path of
 :mod:`klspec.reference.divergences` (long rows in pieces). Rows with zeros, subnormals or ratios
 beyond 2^±500 are not deferred: their blocks are computed with the scaling by
 2^600 and the masks of the exact path ("careful" blocks), which give the same
 terms bit for bit as the fast formulas wherever both apply.
+
+Memory
+------
+Blocks are made lazily and at most threads + 1 of them are in flight; rows are
+totalled, finished and (where uncertified) redone in groups of about GROUP_ROWS
+rows (:func:`run_groups`), so beyond the result (8 bytes a row) a call holds a
+workspace of ~8 blocks per thread, a few records, one group's totals and, for
+uncertified rows, the second pass's copy of at most 2^17 elements of them and its
+own group: measured on two threads, 4-15 MB, and up to 23 MB when every one of
+millions of short rows needs the second pass, whatever the batch shape
+(tests/test_chunked.py measures it).
 
 What depends on the blocking
 ----------------------------
@@ -309,12 +323,18 @@ def _tasks(arrays: tuple[np.ndarray, ...], whole_rows: bool) -> Iterator[tuple]:
 
 
 def _records(
-    arrays: tuple[np.ndarray, ...], kernel: Kernel, workers: int | None, whole_rows: bool
+    arrays: tuple[np.ndarray, ...],
+    kernel: Kernel,
+    workers: int | None,
+    whole_rows: bool,
+    per_row: tuple[np.ndarray, ...] = (),
 ) -> Iterator[tuple[tuple, _Record]]:
     """(task, record) for every block, in block order, with few records alive at a time.
 
-    On threads, at most ``2 × workers`` blocks are submitted ahead of the one being
+    On threads, at most ``workers`` blocks are submitted ahead of the one being
     totalled, so memory is a few records and workspaces whatever the input size.
+    ``per_row`` arrays (one value per row) reach the kernel after the blocks, as
+    views of shape ``(r1 - r0, 1)``.
     """
 
     def one(task: tuple) -> _Record:
@@ -328,6 +348,7 @@ def _records(
                 np.copyto(buffer, view, casting="unsafe")
                 view = buffer
             blocks.append(view)
+        blocks.extend(v[task[0] : task[1], None] for v in per_row)
         with np.errstate(all="ignore"):  # invalid input is reported by validation afterwards
             return kernel(blocks, work)
 
@@ -342,7 +363,7 @@ def _records(
     ahead: collections.deque = collections.deque()
     for task in itertools.chain(head, tasks):
         ahead.append((task, executor.submit(one, task)))
-        if len(ahead) > 2 * workers:
+        if len(ahead) > workers:
             done, future = ahead.popleft()
             yield done, future.result()
     while ahead:
@@ -385,6 +406,7 @@ def run_groups(
     workers: int | None = None,
     *,
     whole_rows: bool = False,
+    per_row: tuple[np.ndarray, ...] = (),
 ) -> Iterator[tuple[int, int, _Totals]]:
     """:func:`run` in bounded groups of whole rows: ``(g0, g1, totals of rows g0..g1-1)``.
 
@@ -392,11 +414,12 @@ def run_groups(
     order, the same arithmetic), so the totals of a row are the same bits; a group
     ends at the end of a block that ends a row, once it holds GROUP_ROWS rows or
     GROUP_ELEMENTS elements. Its totals hold at most GROUP_ROWS + CHUNK // n rows.
+    ``per_row``: as for :func:`_records`.
     """
     n = arrays[0].shape[-1]
     capacity = GROUP_ROWS + (1 if n >= CHUNK and not whole_rows else max(1, CHUNK // n))
     totals, g0 = None, 0
-    for (r0, r1, row_end, _), record in _records(arrays, kernel, workers, whole_rows):
+    for (r0, r1, row_end, _), record in _records(arrays, kernel, workers, whole_rows, per_row):
         if totals is None:
             totals, g0 = _Totals(rows=capacity), r0
         totals.add(r0 - g0, r1 - g0, record)
@@ -486,6 +509,8 @@ def _kl_terms(
         big = np.divide(pp, qq, out=b)
         # Careful blocks: where p/q over/underflows, log p − log q (only |s| > 1/2 there).
         bad = ~((big > np.finfo(np.float64).tiny) & (big < np.inf)) if careful else None
+        if careful:  # terms with p = 0 or q = 0 are replaced by the caller anyway
+            bad &= (pp > 0) & (qq > 0)
         np.log(big, out=big)
         if careful and bad.any():
             big[bad] = np.log(pp[bad]) - np.log(qq[bad])
@@ -525,13 +550,15 @@ def _kl_kernel(blocks: list, work: _Workspace) -> _Record:
     pp = np.multiply(p, _SCALE, out=work("pp", shape))
     qq = np.multiply(q, _SCALE, out=work("qq", shape))
     np.multiply(d, _SCALE, out=d)
-    both_zero = (p == 0) & (q == 0)
-    # Treat 0/0 as 1/1 (s = 0); masked below.
-    pp_safe = np.where(both_zero, 1.0, pp)
-    qq_safe = np.where(both_zero, 1.0, qq)
-    t = _kl_terms(d, pp_safe, qq_safe, work, careful=True)
-    t = np.where(p == 0, qq, t)  # the term is q_i (0 when q_i = 0 too)
-    t = np.where((q == 0) & (p > 0), np.inf, t)
+    p_zero, q_zero = p == 0, q == 0
+    both_zero = p_zero & q_zero
+    # Treat 0/0 as 1/1 (s = 0); masked below. In place: no block-sized allocation.
+    np.copyto(pp, 1.0, where=both_zero)
+    np.copyto(qq, 1.0, where=both_zero)
+    t = _kl_terms(d, pp, qq, work, careful=True)
+    np.copyto(t, qq, where=p_zero)  # the term is q_i ...
+    np.copyto(t, 0.0, where=both_zero)  # ... (0 when q_i = 0 too)
+    np.copyto(t, np.inf, where=q_zero & (p > 0))
     record.sums["a"] = t.sum(axis=-1)
     return record
 
@@ -549,8 +576,11 @@ def kl_divergence_rows(arrays: tuple[np.ndarray, np.ndarray]) -> dict[str, np.nd
     return _joined(kl_divergence_groups(arrays))
 
 
-def kl_result(totals: _Totals) -> dict[str, np.ndarray]:
-    """KL of the rows of ``totals`` with the validation sums and the certificate."""
+def kl_result(totals: _Totals, delta: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """KL of the rows of ``totals`` with the validation sums and the certificate.
+
+    ``delta``: the totals are the second pass's, for q' = (1 − δ)·q (see below).
+    """
     a_hi, a_lo = totals.total("a")
     sp_hi, sp_lo = totals.total("sp")
     sd_hi, sd_lo = totals.total("sd")
@@ -563,6 +593,8 @@ def kl_result(totals: _Totals) -> dict[str, np.ndarray]:
     kl = kl_core + psi
     # Certificate (module docs): little cancellation, and D's rounding harmless.
     d_error = 27 * _U * np.sqrt(2.3 * a) * 2.0**300 + 3.3 * _U * a
+    if delta is not None:  # the second pass's roundings of d'_i (below)
+        d_error += 4 * _U * np.sqrt(2.3 * a) * 2.0**300 + np.abs(delta) * 2.0 ** (600 - 74)
     certified = (np.abs(psi) * 16 <= kl_core) & (np.abs(d) * d_error * 16 <= a)
     certified |= np.isinf(a)
     return {
@@ -570,6 +602,7 @@ def kl_result(totals: _Totals) -> dict[str, np.ndarray]:
         "certified": certified,
         "sums": {"p": sp, "q": sp + d},
         "lowest": totals.lowest,
+        "again": (d / (sp + d),),  # δ = D/Sq for the second pass
     }
 
 
@@ -607,7 +640,7 @@ def _plogx_kernel(blocks: list, work: _Workspace) -> _Record:
     # Careful block: scaled so subnormal p give normal terms; 0·log 0 = 0; p > 0 = x is −inf.
     pp = np.multiply(p, _SCALE, out=work("pp", shape))
     np.multiply(log_x, pp, out=t)
-    t = np.where(p == 0, 0.0, t)
+    np.copyto(t, 0.0, where=p == 0)
     record.sums["e"] = t.sum(axis=-1)
     return record
 
@@ -642,10 +675,153 @@ def plogx_result(totals: _Totals, count: int) -> dict[str, np.ndarray]:
     if totals.flagged is not None:
         certified &= ~totals.flagged
     sums = {"p": sp, "q": sx_hi + sx_lo} if count == 2 else {"p": sp}
+    again = (sx_hi, sx_lo)  # the exact sums of x, for the second pass
     lowest = {"p": totals.lowest["p"]}
     if count == 2:
         lowest["q"] = totals.lowest["x"]
-    return {"value": value, "certified": certified, "sums": sums, "lowest": lowest}
+    return {
+        "value": value,
+        "certified": certified,
+        "sums": sums,
+        "lowest": lowest,
+        "again": again,
+    }
+
+
+# ---------------------------------------------------------------------------
+# The second pass: rows the first pass could not certify
+# ---------------------------------------------------------------------------
+#
+# Redoing such a row with the exact path of klspec.reference.divergences costs 10-30
+# times the first pass. These kernels redo it at about the first pass's cost, from
+# per-row quantities the first pass has measured (``again`` in its results).
+#
+# KL. For any c > 0, with T_i(c) = p_i log(p_i/(c q_i)) − p_i + c q_i >= 0 and
+# c* = Sp/Sq, Σ T_i(c) = Sp·KL + Sp·φ(c/c*), φ(t) = t − 1 − log t, exactly (expand
+# the logarithms; Σ P_i log(P_i/Q_i) = (1/Sp) Σ p_i log(p_i/q_i) − log(Sp/Sq)). The
+# first pass is c = 1: φ(Sq/Sp) is then the −ψ(D/Sp) its certificate weighs, and
+# rows where it rivals KL (p ∝ q but not normalised: KL ~ 1e-33, ψ ~ 1e-18) are the
+# rows it defers. The second pass takes c = 1 − δ with δ = D̃/S̃q from the first
+# pass's sums, so that c·Sq − Sp = D − δ·Sq is of the order of D̃'s rounding error,
+# not of D, and is otherwise the first pass with q'_i = c·q_i:
+#
+#   d'_i = p_i − c q_i = (p_i − q_i) + δ q_i, with δ q_i exact as Σ of the four
+#   products of the Dekker halves of δ and q_i (26 and 27 bits: each exact), added
+#   to the exact p_i − q_i (Sterbenz) first, where they cancel;
+#   D' = −Σ d'_i = c Sq − Sp, KL = A'/Sp + ψ(D'/Sp) as in the first pass.
+#
+# The first pass's certificate applies with A', D' (its two conditions hold now with
+# ψ(D'/Sp) ~ ψ(first pass's D rounding / Sp)), its bound on D's rounding enlarged for
+# the roundings of d'_i: the three additions, each ≤ u·(|d'_i| + 2^-25·|δ| q_i), and
+# p_i − q_i where not exact (|s_i| > 1/3 there, where |δ| q_i << |d'_i|): ≤ 4u|d'_i|
+# with Σ|d'_i| ≤ √(2.3 A') as before, plus 3u·2^-25·|δ|·Sq ≤ 2^-74·|δ| (Sq ≤ 2).
+# Rows it still does not certify, and rows with a zero, a subnormal or a ratio
+# beyond 2^±500 (the first pass's "careful" blocks), go to the exact path.
+#
+# Entropy and cross-entropy: −Σ P_i log X_i (X = P, or X = Q) term by term, with the
+# exact row sum S of x (the first pass's ``sx``): log X_i = log x_i − log S where
+# x_i <= S/2 (then |log X_i| >= log 2 >> |log S|: no cancellation), and
+# log1p((x_i − S)/S) where x_i > S/2 (x_i − S_hi is exact by Sterbenz), as the exact
+# path does. Every term −P_i log X_i is >= 0, so the sum loses nothing: the result
+# needs no certificate (careful blocks again go to the exact path).
+
+_SPLITTER = 134217729.0  # 2**27 + 1: Dekker's splitting constant
+
+
+def _split(x: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> None:
+    """x = hi + lo exactly, each half with at most 26 significant bits (|x| < 2**996)."""
+    np.multiply(x, _SPLITTER, out=hi)
+    np.subtract(hi, x, out=lo)
+    np.subtract(hi, lo, out=hi)
+    np.subtract(x, hi, out=lo)
+
+
+def _kl_again_kernel(blocks: list, work: _Workspace) -> _Record:
+    """First-pass sums for q' = (1 − δ)·q; the last block holds each row's δ."""
+    p, q, delta = blocks
+    shape = p.shape
+    low_p, low_q = float(p.min()), float(q.min())
+    if not (low_p > _TINY and low_q > _TINY):  # careful blocks: the exact path
+        zeros = np.zeros(shape[0])
+        sums = {"sp": zeros, "sd": zeros, "a": zeros}
+        return _Record(sums=sums, lowest={"p": low_p, "q": low_q}, flag=True)
+    d_hi = np.empty_like(delta)
+    d_lo = np.empty_like(delta)
+    _split(delta, d_hi, d_lo)
+    record = _Record(lowest={"p": low_p, "q": low_q})
+    record.sums["sp"] = p.sum(axis=-1)
+    # Scratch in buffers _kl_terms only writes later: no more workspace than the first pass.
+    q_hi, q_lo = work("s", shape), work("x", shape)
+    _split(q, q_hi, q_lo)
+    d = np.subtract(p, q, out=work("d", shape))
+    product = work("ds", shape)
+    np.add(d, np.multiply(q_hi, d_hi, out=product), out=d)
+    middle = np.multiply(q_lo, d_hi, out=work("b", shape))
+    np.add(middle, np.multiply(q_hi, d_lo, out=product), out=middle)
+    np.add(d, middle, out=d)
+    np.add(d, np.multiply(q_lo, d_lo, out=product), out=d)
+    record.sums["sd"] = d.sum(axis=-1)
+    qq = np.multiply(q, 1.0 - delta, out=work("qq", shape))
+    t = _kl_terms(d, p, qq, work)
+    record.sums["a"] = t.sum(axis=-1) * _SCALE
+    return record
+
+
+def _plogx_again_kernel(blocks: list, work: _Workspace) -> _Record:
+    """Σ p·log X per row, X = x/S with S (hi, lo) in the last two blocks."""
+    p, x = blocks[0], blocks[-3]
+    s_hi, s_lo = blocks[-2], blocks[-1]
+    shape = p.shape
+    low_p, low_x = float(p.min()), float(x.min())
+    if not (low_p > _TINY and low_x > _TINY):  # careful blocks: the exact path
+        return _Record(flag=True)
+    record = _Record()
+    if len(blocks) == 4:
+        record.sums["sp"] = p.sum(axis=-1)
+    log_x = np.log(x, out=work("log", shape))
+    np.subtract(log_x, np.log1p((s_hi - 1.0) + s_lo), out=log_x)
+    half = np.greater(x, 0.5 * s_hi, out=work("half", shape))
+    if half.any():
+        rows, cols = np.nonzero(half)
+        big_hi, big_lo = s_hi[rows, 0], s_lo[rows, 0]
+        log_x[rows, cols] = np.log1p(((x[rows, cols] - big_hi) - big_lo) / big_hi)
+    t = np.multiply(log_x, p, out=work("plog", shape))
+    record.sums["e"] = t.sum(axis=-1) * _SCALE
+    return record
+
+
+def kl_again(
+    arrays: tuple[np.ndarray, ...], again: tuple[np.ndarray, ...]
+) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+    """The second pass over rows ``arrays`` (shape (rows, n), or one row (n,)), in groups.
+
+    ``again`` is the first pass's ``(δ,)`` for those rows. Yields ``(g0, g1, result)``
+    with ``value`` and ``certified`` (False also for rows in careful blocks).
+    """
+    (delta,) = again
+    for g0, g1, totals in run_groups(arrays, _kl_again_kernel, per_row=again):
+        result = kl_result(totals, delta=delta[g0:g1])
+        if totals.flagged is not None:
+            result["certified"] &= ~totals.flagged
+        yield g0, g1, result
+
+
+def plogx_again(
+    arrays: tuple[np.ndarray, ...], again: tuple[np.ndarray, ...]
+) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+    """The second pass for entropy / cross-entropy; ``again`` = (S_hi, S_lo) of x."""
+    for g0, g1, totals in run_groups(arrays, _plogx_again_kernel, per_row=again):
+        rows = g1 - g0
+        e_hi, e_lo = totals.sums.get("e", (np.zeros(rows), np.zeros(rows)))
+        if len(arrays) == 2:
+            sp_hi, sp_lo = totals.sums.get("sp", (np.ones(rows), np.zeros(rows)))
+        else:
+            sp_hi, sp_lo = again[0][g0:g1], again[1][g0:g1]
+        value = np.ldexp(-(e_hi + e_lo) / (sp_hi + sp_lo), -600)
+        certified = np.ones(rows, dtype=bool)
+        if totals.flagged is not None:
+            certified &= ~totals.flagged
+        yield g0, g1, {"value": value, "certified": certified}
 
 
 def _joined(groups: Iterator[tuple[int, int, dict]]) -> dict:
@@ -663,4 +839,8 @@ def _joined(groups: Iterator[tuple[int, int, dict]]) -> dict:
             for name in parts[0]["sums"]
         },
         "lowest": lowest,
+        "again": tuple(
+            np.concatenate([part["again"][i] for part in parts])
+            for i in range(len(parts[0]["again"]))
+        ),
     }

@@ -29,8 +29,11 @@ every core, with a few MB of memory whatever the input size, and
 check the values (rule 6-7 of :mod:`klspec.reference.validation`) on the way:
 see :mod:`klspec.reference._chunked` for the identities that pass uses and the
 certificate with which each row either vouches for its accuracy or is recomputed
-by the exact method described next (rows over 2^17 outcomes in two passes over
-pieces, so memory stays bounded). ``docs/performance.md`` has the numbers.
+by a second pass at about the same cost, or, where that cannot vouch for it
+either, by the exact method described next (in groups of 2^14 elements, rows over
+2^14 outcomes in two passes over pieces, so memory stays bounded). Beyond the
+result itself (8 bytes a row) memory is a few MB for any batch shape.
+``docs/performance.md`` has the numbers.
 
 How (KL, the exact path)
 ------------------------
@@ -103,7 +106,15 @@ def entropy(p: ArrayLike, *, axis: int = -1, base: float | None = None) -> np.fl
     TypeError, ValueError
         For invalid input, naming the argument, the problem and the position.
     """
-    return _evaluate({"p": p}, axis, base, _chunked.plogx_groups, _entropy_nats, _entropy_long)
+    return _evaluate(
+        {"p": p},
+        axis,
+        base,
+        _chunked.plogx_groups,
+        _entropy_nats,
+        _entropy_long,
+        again=_chunked.plogx_again,
+    )
 
 
 def cross_entropy(
@@ -123,6 +134,7 @@ def cross_entropy(
         _chunked.plogx_groups,
         _cross_entropy_exact,
         _cross_entropy_long,
+        again=_chunked.plogx_again,
     )
 
 
@@ -165,26 +177,36 @@ def kl_divergence(
         (e.g. ``q[3, 17] is negative``). The arguments are never modified.
     """
     return _evaluate(
-        {"p": p, "q": q}, axis, base, _chunked.kl_divergence_groups, _kl_nats, _kl_long
+        {"p": p, "q": q},
+        axis,
+        base,
+        _chunked.kl_divergence_groups,
+        _kl_nats,
+        _kl_long,
+        again=_chunked.kl_again,
     )
 
 
-# Rows the fast path cannot certify are recomputed exactly in groups of about this
-# many elements (the exact path's temporaries peak at ~20 times its input: 325 MB
-# measured for a row of 2^21 float64).
-_EXACT_GROUP = 1 << 17
+# Rows the fast path cannot certify get the second pass in groups of about this many
+# elements (gathered copies of the rows: a few MB).
+_AGAIN_GROUP = 1 << 17
+# Rows the second pass cannot certify either (rare: careful blocks) are recomputed
+# exactly in groups of about this many elements (the exact path's temporaries peak at
+# ~20 times its input: 325 MB measured for a row of 2^21 float64).
+_EXACT_GROUP = 1 << 14
 # How close to the sum tolerance a row sum may come before the full validator,
 # which sums exactly as it documents, decides.
 _SUM_MARGIN = 1e-12
 
 
-def _evaluate(named, axis, base, fast, exact, exact_long) -> np.float64 | np.ndarray:
-    """Validate, run the chunked fast path, redo uncertified rows exactly, finish.
+def _evaluate(named, axis, base, fast, exact, exact_long, again=None) -> np.float64 | np.ndarray:
+    """Validate, run the chunked fast path, redo uncertified rows, finish.
 
-    The fast path delivers bounded groups of rows; each group is checked and its
-    uncertified rows queued for the exact path, which runs on ``max(1, _EXACT_GROUP // n)``
-    queued rows at a time (long rows one by one, in pieces). The only array that
-    grows with the batch is the result.
+    The fast path delivers bounded groups of rows; each group is checked, and its
+    uncertified rows get the second pass of :mod:`klspec.reference._chunked` (gathered
+    ``_AGAIN_GROUP`` elements at a time, or a long row on its own), and rows that pass
+    cannot certify get the exact path. The only array that grows with the batch is
+    the result.
     """
     arrays, batch = prepare_distributions(named, axis=axis)
     try:
@@ -196,14 +218,43 @@ def _evaluate(named, axis, base, fast, exact, exact_long) -> np.float64 | np.nda
         return np.zeros(batch)
     n = arrays[0].shape[-1]
     values = np.empty(math.prod(batch))
-    queued: list[np.ndarray] = []  # rows for the exact path, in order
     checked = False  # the full validator has run (and passed) already
 
-    def redo(rows: np.ndarray) -> None:
+    def rows_of(rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The rows (flat indices, increasing) of every array: a copy, or a view of a run."""
+        if len(batch) == 1 and rows[-1] - rows[0] + 1 == rows.size:
+            return tuple(a[rows[0] : rows[-1] + 1] for a in arrays)
         index = np.unravel_index(rows, batch) if batch else (None,)
-        values[rows] = exact(*(np.asarray(a[index], dtype=np.float64) for a in arrays))
+        return tuple(a[index] for a in arrays)
 
-    step = max(1, _EXACT_GROUP // n)
+    def exactly(rows: np.ndarray) -> None:
+        if n > _LONG_ROW:  # row by row, in pieces: memory stays bounded
+            for row in rows:
+                index = np.unravel_index(row, batch) if batch else ()
+                values[row] = exact_long(*(a[index] for a in arrays))
+            return
+        step = max(1, _EXACT_GROUP // n)
+        for start in range(0, rows.size, step):
+            part = rows_of(rows[start : start + step])
+            values[rows[start : start + step]] = exact(
+                *(np.asarray(a, dtype=np.float64) for a in part)
+            )
+
+    def second_pass(rows: np.ndarray, measured: tuple[np.ndarray, ...]) -> None:
+        step = max(1, _AGAIN_GROUP // n)
+        for start in range(0, rows.size, step):
+            some = rows[start : start + step]
+            if n >= _AGAIN_GROUP:  # one long row: views, no copy
+                index = np.unravel_index(some[0], batch) if batch else ()
+                part = tuple(a[index] for a in arrays)
+            else:
+                part = rows_of(some)
+            again_rows = tuple(m[start : start + step] for m in measured)
+            for g0, g1, result in again(part, again_rows):
+                values[some[g0:g1]] = result["value"]
+                if not result["certified"].all():
+                    exactly(some[g0:g1][~result["certified"]])
+
     outer = np.geterr()
     with np.errstate(all="ignore"):  # invalid values are reported by validation below
         for g0, g1, result in _groups(fast(arrays), values.size):
@@ -212,23 +263,14 @@ def _evaluate(named, axis, base, fast, exact, exact_long) -> np.float64 | np.nda
                     validate_distributions(named, axis=axis)  # raises, naming the entry
                 checked = True
             values[g0:g1] = result["value"]
-            uncertified = g0 + np.flatnonzero(~result["certified"])
-            if n > _LONG_ROW:  # row by row, in pieces: memory stays bounded
-                for row in uncertified:
-                    index = np.unravel_index(row, batch) if batch else ()
-                    values[row] = exact_long(*(a[index] for a in arrays))
+            uncertified = ~result["certified"]
+            if not uncertified.any():
                 continue
-            queued.append(uncertified)
-            waiting = sum(rows.size for rows in queued)
-            if waiting >= step:
-                pending = np.concatenate(queued)
-                cut = waiting - waiting % step
-                for start in range(0, cut, step):
-                    redo(pending[start : start + step])
-                queued = [pending[cut:]]
-    pending = np.concatenate(queued) if queued else np.zeros(0, dtype=np.intp)
-    if pending.size:
-        redo(pending)
+            if again is None:  # a caller without a second pass: the exact path
+                exactly(g0 + np.flatnonzero(uncertified))
+            else:
+                measured = tuple(m[uncertified] for m in result["again"])
+                second_pass(g0 + np.flatnonzero(uncertified), measured)
     return _finish(values.reshape(batch), log_base)
 
 
@@ -346,7 +388,7 @@ def _kl_finish(sums: tuple, terms: tuple) -> np.ndarray:
 
 # Rows longer than this are recomputed exactly in pieces of this many elements, in two
 # passes (the rows' sums, then the terms), so the exact path's temporaries stay small.
-_LONG_ROW = 1 << 17
+_LONG_ROW = 1 << 14
 
 
 def _pieces(*rows: np.ndarray):

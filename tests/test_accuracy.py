@@ -178,3 +178,51 @@ def test_batched_results_are_as_accurate_as_rows(shape):
     assert kl.shape == shape[:-1]
     for index in np.ndindex(*shape[:-1]):
         assert_accurate("kl(p, q)", kl[index], kl_exact(p[index], q[index]))
+
+
+# --- the input classes of issue 15, each through the path that serves it ------------
+
+
+def _class_pair(kind: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    p = _normalised(rng.standard_exponential(n))
+    q = _normalised(rng.standard_exponential(n))
+    if kind == "near":
+        q = _normalised(p * (1 + 1e-12 * rng.uniform(-1, 1, n)))
+    elif kind == "one_hot_p":  # sums to 1 − 1e-12: H ~ 1e-15 next to log Σp ~ −1e-12
+        p = np.full(n, 1e-17 / max(1, n - 1))
+        p[n // 3] = 1.0 - 1e-12 if n > 1 else 1.0
+    elif kind == "one_hot_q":  # cross-entropy ~ 1e-15 next to log Σq ~ 1e-12
+        q = np.full(n, 1e-17 / max(1, n - 1))
+        q[0] = 1.0 + 1e-12 if n > 1 else 1.0
+        p = q * (1 + 1e-10)
+    elif kind == "proportional":  # p ∝ q, not normalised: KL ~ 1e-33
+        p = q * (1 + 1e-9)
+    elif kind == "zeros":
+        p[::3] = 0.0
+        q[::6] = 0.0
+        p, q = _normalised(p), _normalised(q)
+        if p.sum() == 0:
+            p[1 % n] = 1.0
+    elif kind == "subnormal":
+        p[1::4] = 5e-320
+        p = _normalised(p)
+    return p, q
+
+
+@pytest.mark.parametrize("n", [2, 3, 17, 300])
+@pytest.mark.parametrize(
+    "kind",
+    ["dirichlet", "near", "one_hot_p", "one_hot_q", "proportional", "zeros", "subnormal"],
+)
+def test_every_input_class_of_issue_15(kind, n):
+    """Rows the first pass certifies, rows the second pass redoes, rows the exact path
+    redoes: batched (three rows) and one by one, all within the bound."""
+    pairs = [_class_pair(kind, n, seed) for seed in range(3)]
+    p = np.stack([a for a, _ in pairs])
+    q = np.stack([b for _, b in pairs])
+    kl, h, ce = kl_divergence(p, q), entropy(p), cross_entropy(p, q)
+    for i, (pi, qi) in enumerate(pairs):
+        assert_accurate("kl(p, q)", kl[i], kl_exact(pi, qi), p=pi, q=qi)
+        assert_accurate("entropy(p)", h[i], entropy_exact(pi), p=pi)
+        assert_accurate("cross_entropy(p, q)", ce[i], cross_entropy_exact(pi, qi), p=pi, q=qi)
