@@ -121,6 +121,7 @@ from klspec.reference.validation import (
     _as_real_array,
     _format_sum,
     _raise_at_first,
+    _shown,
     sum_tolerance,
 )
 
@@ -321,7 +322,7 @@ def _components(
     sds = mix.sds[:, None]
     # Overflow (standardised distances beyond 1e154) surfaces as a non-finite
     # value, which _expect_with_bound turns into an error.
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         # Offsets first, then the scaled z: forming x = c + r z would round away
         # r z when |c| >> r (a narrow Q far from 0).
         ratio = r / sds
@@ -436,7 +437,7 @@ def _breakpoints(mix: _Mixture, c: float, r: float) -> np.ndarray:
     pieces = [_BASE_GRID]
     centres, widths = [], []
     for mu_k, sd_k in zip(mix.means, mix.sds, strict=True):
-        with np.errstate(over="ignore", under="ignore"):
+        with np.errstate(over="ignore", under="ignore", divide="ignore"):
             width, centre, ratio = sd_k / r, (mu_k - c) / r, r / sd_k
         if width >= 0.5 or not abs(centre) < _Z_MAX + 1.0:
             continue  # smooth on the scale of r, or beyond the range integrated
@@ -728,13 +729,17 @@ def _validate_mixture(weights: ArrayLike, means: ArrayLike, sds: ArrayLike) -> _
             f"the {w_arr.dtype} tolerance {tol:.2g}); pass normalised weights, "
             "e.g. weights / weights.sum()"
         )
+    # A longdouble sd below the float64 range (e.g. 1e-4900) would become 0.
+    with np.errstate(under="ignore"):
+        sd64 = np.asarray(sd_arr, dtype=np.float64)
+    _raise_at_first("sds", sd_arr, sd64 == 0, _shown, sd_rule)
     keep = w > 0
     w = w[keep] / total
     return _Mixture(
         weights=w,
         log_weights=np.log(w),
         means=np.asarray(mu_arr, dtype=np.float64)[keep],
-        sds=np.asarray(sd_arr, dtype=np.float64)[keep],
+        sds=sd64[keep],
     )
 
 

@@ -478,6 +478,18 @@ def test_a_subnormal_component_sd_gives_the_mpmath_value():
     assert fit_gaussian_to_mixture(*SPIKE, direction="reverse") == (0.0, 5e-324, math.log(2))
 
 
+@pytest.mark.skipif(
+    np.finfo(np.longdouble).tiny >= np.finfo(np.float64).tiny, reason="longdouble is float64 here"
+)
+def test_a_longdouble_sd_below_the_float64_range_is_named():
+    # It became 0 in float64: a divide-by-zero warning, then whatever followed.
+    sds = np.array([1, np.longdouble("1e-4900")], dtype=np.longdouble)
+    message = r"^sds\[1\] is 1e-4900 \(0 in float64\); standard deviations must be finite"
+    for direction in ("forward", "reverse"):
+        with pytest.raises(ValueError, match=message):
+            fit_gaussian_to_mixture([0.5, 0.5], [0, 1], sds, direction=direction)
+
+
 def test_a_failing_default_start_is_skipped(monkeypatch):
     # One failing start aborted the whole search (a 50-component mixture ran 54 s,
     # then raised RuntimeError). Simulate the first start (μ_0, σ_0) = (−3, 1) failing.
