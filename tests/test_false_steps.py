@@ -240,8 +240,43 @@ CORPUS += [
     ),
 ]
 
+_x = sp.Symbol("x", positive=True)
+
+
+def _int1(f):
+    return sp.Integral(f, (_x, 1, sp.oo))
+
+
+CORPUS += [
+    Row(
+        "divergent integrals were merged as numbers (0 = log 2)",
+        _int1(1 / _x) - _int1(1 / (_x + 1)),
+        Step(sp.log(2), "merge and integrate", Proved()),
+        Step(sp.Rational(1, 2), "merge and integrate", Proved()),
+    ),
+    Row(
+        "infinite sums were split without their parts converging",
+        sp.Sum(1 / k - 1 / (k + 1), (k, 1, sp.oo)),
+        Step(
+            sp.Sum(1 / k, (k, 1, sp.oo)) - sp.Sum(1 / (k + 1), (k, 1, sp.oo)),
+            "split the sum",
+            Proved(),
+        ),
+        Step(
+            sp.Sum(1 / k, (k, 1, K)) - sp.Sum(1 / (k + 1), (k, 1, K)),
+            "split the sum",
+            Proved(),
+        ),
+    ),
+]
+
 # Twins that start from their own (true) previous line.
 _TWIN_PREV = {
+    "divergent integrals were merged as numbers (0 = log 2)": _int1(1 / _x**2)
+    - _int1(1 / (_x + 1) ** 2),
+    "infinite sums were split without their parts converging": sp.Sum(
+        1 / k - 1 / (k + 1), (k, 1, K)
+    ),
     "DROP_KL did not check that the term is a KL between distributions": a_
     - beta * _kl_to(sp.Rational(1, 2)),
     "INDUCTION took any hypothesis: it must be the claim at n − 1": sp.Sum(k, (k, 1, n - 1)) + n,

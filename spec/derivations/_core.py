@@ -22,6 +22,7 @@ from klspec.spec.derivations.checks import (
     Check,
     Level,
     Outcome,
+    integrable,
     time_budget,
 )
 
@@ -87,6 +88,9 @@ class Derivation:
     clause_ids: tuple[str, ...] = ()
     numeric_crosscheck: str = ""
     honesty: str = ""
+    #: Integrals the hypotheses say exist (e.g. ∫p log p for finite entropy): the checker
+    #: merges integrals only when each exists (:func:`.checks.integrable`).
+    integrable: tuple[sp.Integral, ...] = ()
 
     @property
     def start(self) -> sp.Basic:
@@ -190,6 +194,13 @@ def check(
     """
     t0 = time.perf_counter()
     chains = []
+    with integrable(derivation.integrable):
+        chains = _check_chains(derivation, select, on_step, budget)
+    return DerivationResult(derivation, tuple(chains), time.perf_counter() - t0)
+
+
+def _check_chains(derivation, select, on_step, budget) -> list[ChainResult]:
+    chains = []
     for ci, chain in enumerate(derivation.chains):
         prev, results = chain.start, []
         for si, step in enumerate(chain.steps):
@@ -203,7 +214,7 @@ def check(
             if step.relation != "⇒":
                 prev = step.expr
         chains.append(ChainResult(chain, tuple(results)))
-    return DerivationResult(derivation, tuple(chains), time.perf_counter() - t0)
+    return chains
 
 
 def with_step(derivation: Derivation, chain: int, step: int, **changes) -> Derivation:

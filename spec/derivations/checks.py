@@ -30,7 +30,9 @@ skips them); constraints are substituted only after logarithms are split.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import enum
+import functools
 import signal
 import threading
 import time
@@ -148,7 +150,8 @@ def canonical_bound(expr: sp.Basic, depth: int = 0) -> sp.Basic:
 
 
 def split_sums(expr: sp.Basic) -> sp.Basic:
-    """Linearity of finite sums, to a normal form. Sound for every finite Sum.
+    """Linearity of finite sums, to a normal form. Sound for every finite Sum; infinite
+    ones are left whole.
 
     Σ(a·f + g) → a·Σf + Σg for a free of every summation index; a sum left as a
     factor inside another sum is moved in, Σ_j g(j)·Σ_i h(i, j) → Σ_j Σ_i g(j)·h(i, j)
@@ -158,6 +161,8 @@ def split_sums(expr: sp.Basic) -> sp.Basic:
 
     def one(s: sp.Sum) -> sp.Basic:
         limits = s.limits
+        if any(b.is_finite is not True for lim in limits for b in lim[1:]):
+            return s  # an infinite series splits only where its parts converge: not here
         bound = {lim[0] for lim in limits}
         total = sp.S.Zero
         for term in sp.Add.make_args(sp.expand(s.function)):
@@ -178,19 +183,84 @@ def split_sums(expr: sp.Basic) -> sp.Basic:
     return expr.replace(lambda e: isinstance(e, sp.Sum), one)
 
 
+#: Integrals a derivation's hypotheses say exist (``Derivation.integrable``), while it is
+#: checked: merging ∫f + ∫g into ∫(f + g) is sound only when both exist.
+_INTEGRABLE: contextvars.ContextVar[tuple[sp.Basic, ...]] = contextvars.ContextVar(
+    "integrable", default=()
+)
+
+
+@contextlib.contextmanager
+def integrable(forms: Iterable[sp.Integral]) -> Iterator[None]:
+    """Declare, for the duration, integrals that exist (hypotheses of a derivation)."""
+    token = _INTEGRABLE.set(tuple(canonical_bound(sp.sympify(f)) for f in forms))
+    try:
+        yield
+    finally:
+        _INTEGRABLE.reset(token)
+
+
+def _exists(integral: sp.Integral) -> bool:
+    """Whether ``integral`` is known to exist (be finite).
+
+    An integrand with an unknown function (a density p) exists when it is a linear
+    combination, with coefficients free of the variable, of integrands declared to
+    (:func:`integrable`). Any other integral exists when sympy evaluates it to a finite
+    value.
+    """
+    if integral.function.atoms(sp.core.function.AppliedUndef):
+        declared = _INTEGRABLE.get()
+        variables = {limit[0] for limit in integral.limits}
+        body = sp.expand(sp.expand_log(integral.function, deep=True))
+        for term in sp.Add.make_args(body):
+            _, dep = term.as_independent(*variables, as_Add=False)
+            if canonical_bound(sp.Integral(dep, *integral.limits)) not in declared:
+                return False
+        return True
+    return _evaluates_finite(integral)
+
+
+@functools.lru_cache(maxsize=256)
+def _evaluates_finite(integral: sp.Integral) -> bool:
+    """A sufficient test that an integral of an explicit function is finite.
+
+    Over (−∞, ∞), [a, ∞) or (−∞, b]: f continuous on the range (sympy's
+    ``continuous_domain``) and x²·f(x) → 0 at each infinite end, so |f| ≤ C/x² far
+    out. Over a finite interval: f continuous on it. Otherwise sympy must evaluate it
+    to a finite value.
+    """
+    from sympy.calculus.util import continuous_domain
+
+    if len(integral.limits) == 1 and len(integral.limits[0]) == 3:
+        t, lo, hi = integral.limits[0]
+        f = sp.expand(sp.expand_log(integral.function, deep=True))  # log e^u = u, u real
+        span = sp.Interval(lo, hi)
+        ends = [(end, "-" if end is sp.oo else "+") for end in (lo, hi) if end in (sp.oo, -sp.oo)]
+        try:
+            if continuous_domain(f, t, sp.S.Reals).is_superset(span) and all(
+                sp.limit(t**2 * f, t, end, side) == 0 for end, side in ends
+            ):
+                return True
+        except (NotImplementedError, ValueError, TypeError):
+            pass  # sympy cannot decide it this way: try evaluating it
+    value = integral.doit()
+    return not value.atoms(sp.Integral) and value.is_finite is True
+
+
 def merge_integrals(expr: sp.Basic) -> sp.Basic:
     """Linearity of integrals: a·∫f + b·∫g → ∫(a·f + b·g) over the same limits.
 
-    Sound whenever the integrals on the left exist, which the expression asserts by
-    containing them. Only merges; splitting needs existence of the parts, which only
-    a stated constraint (UnderConstraint) may supply.
+    Sound when the integrals on the left exist, which is checked (:func:`_exists`):
+    ∫₁^∞ dx/x − ∫₁^∞ dx/(x + 1) is not ∫₁^∞ dx/(x(x + 1)) = log 2, since neither
+    exists. Only merges; splitting needs existence of the parts, which only a stated
+    constraint (UnderConstraint) may supply.
     """
     if not isinstance(expr, sp.Basic) or not expr.args:
         return expr
     expr = expr.func(*(merge_integrals(a) for a in expr.args))
     if not isinstance(expr, sp.Add):
         return expr
-    groups: dict[tuple, sp.Basic] = {}
+    groups: dict[tuple, list[tuple[sp.Basic, sp.Integral, sp.Basic]]] = {}
     rest = []
     for term in expr.args:
         factors = sp.Mul.make_args(term)
@@ -199,10 +269,16 @@ def merge_integrals(expr: sp.Basic) -> sp.Basic:
             (integral,) = integrals
             coeff = sp.Mul(*(f for f in factors if f is not integral))
             if not coeff.free_symbols & {limit[0] for limit in integral.limits}:
-                groups[integral.limits] = groups.get(integral.limits, 0) + coeff * integral.function
+                groups.setdefault(integral.limits, []).append((coeff, integral, term))
                 continue
         rest.append(term)
-    return sp.Add(*rest, *(sp.Integral(body, *limits) for limits, body in groups.items()))
+    merged = []
+    for limits, members in groups.items():
+        if len(members) > 1 and not all(_exists(integral) for _, integral, _ in members):
+            rest.extend(term for _, _, term in members)  # cannot merge: keep them apart
+            continue
+        merged.append(sp.Integral(sp.Add(*(c * i.function for c, i, _ in members)), *limits))
+    return sp.Add(*rest, *merged)
 
 
 #: A Rational whose denominator is a power of two this large is a converted binary float
@@ -258,8 +334,19 @@ def time_budget(seconds: float | None) -> Iterator[None]:
 
 
 def _simplify(expr: sp.Basic) -> sp.Basic:
-    """``simplify`` without its own ``doit``: evaluation is a separate, later stage."""
-    return sp.simplify(expr, doit=False)
+    """``simplify`` without its own ``doit``: evaluation is a separate, later stage.
+
+    Infinite series are hidden from it: ``simplify`` combines Σ a_k − Σ b_k into
+    Σ (a_k − b_k), which is sound only when both converge (Σ 1/k − Σ 1/(k+1) is ∞ − ∞,
+    not 1).
+    """
+    hidden = {
+        s: sp.Dummy()
+        for s in expr.atoms(sp.Sum)
+        if any(b.is_finite is not True for limit in s.limits for b in limit[1:])
+    }
+    out = sp.simplify(expr.xreplace(hidden), doit=False)
+    return out.xreplace({d: s for s, d in hidden.items()})
 
 
 def _evaluate(expr: sp.Basic) -> sp.Basic:

@@ -104,6 +104,12 @@ MOMENT_MATCHING = Derivation(
         "the fitted normal has mean m (real) and standard deviation s > 0",
     ),
     symbols={"x": x, "c": c, "mu": mu, "v": v, "m": m, "s": s, "p": p},
+    integrable=(
+        _integral(p(x) * sp.log(p(x))),  # finite entropy
+        _integral(p(x)),
+        _integral(x * p(x)),
+        _integral(x**2 * p(x)),  # finite variance
+    ),
     chains=(
         Chain(
             start=KLfit(m, s),
