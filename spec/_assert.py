@@ -264,13 +264,17 @@ def names_argument(message: str, names: tuple[str, ...]) -> bool:
 
 def message_of(exc: BaseException) -> str:
     """``str(exc)``, or what it is when the target's exception cannot be printed."""
+    return _text(str, exc, "<its message could not be printed: {}>")
+
+
+def _text(show: Callable[[Any], Any], x: Any, failed: str) -> str:
+    """``show(x)`` (``str`` or ``repr`` of the target's object), never raising; ``failed``
+    says what went wrong, with ``{}`` for the exception's type."""
     try:
-        text = str(exc)
-        if isinstance(text, str):
-            return text
-    except Exception as broken:
-        return f"<its message could not be printed: {type(broken).__name__}>"
-    return "<its message is not a string>"
+        text = show(x)
+    except Exception as exc:
+        return failed.format(type(exc).__name__)
+    return text if isinstance(text, str) else failed.format("a value that is not a string")
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -287,13 +291,7 @@ def printable(x: Any, limit: int = 120) -> str:
 
 def _repr(x: Any) -> str:
     """``repr(x)``, or what it is when its ``__repr__`` raises (a result is the target's object)."""
-    try:
-        text = repr(x)
-        if isinstance(text, str):
-            return text
-    except Exception as exc:
-        return f"<unprintable: its __repr__ raised {type(exc).__name__}>"
-    return "<unprintable: its __repr__ did not return a string>"
+    return _text(repr, x, "<unprintable: its __repr__ raised {}>")
 
 
 def _short(x: Any, limit: int = 120) -> str:
