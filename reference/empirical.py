@@ -47,6 +47,7 @@ def _count(
     needs at least one sample"; ``hint`` ends the advice for a sample not in support.
     """
     refuse_masked("samples", samples)
+    _check_iterable(samples, "samples")
     if support is None:
         # The support is then the samples in order of first appearance: a set has none.
         _check_ordered(samples, "samples", " (or fix the order with support=[...])")
@@ -88,12 +89,25 @@ def _check_ordered(values: object, name: str = "support", advice: str = "") -> N
     items view is not, because a dict keeps insertion order.
     """
     refuse_masked(name, values)
+    _check_iterable(values, name)
     if isinstance(values, AbstractSet) and not isinstance(values, (KeysView, ItemsView)):
         raise TypeError(
             f"{name} is a {type(values).__name__}, which has no fixed order (it changes "
             f"with the hash seed); pass an ordered sequence, e.g. sorted({name}) or a "
             f"list{advice}"
         )
+
+
+def _check_iterable(values: object, name: str) -> None:
+    """``values`` can be iterated over (a list, tuple, array, generator ...); else name it."""
+    try:
+        iter(values)  # type: ignore[call-overload]
+    except TypeError:
+        example = "['H', 'H', 'T']" if name == "samples" else "['H', 'T']"
+        raise TypeError(
+            f"{name} is {values!r:.60} ({type(values).__name__}), not a collection of "
+            f"outcomes; pass a list or tuple, e.g. {name}={example}"
+        ) from None
 
 
 def _check_hashable(name: str, values: list) -> None:

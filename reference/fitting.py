@@ -69,6 +69,11 @@ N(0, 1)) is a spike of width < 5.6e-309 in z, whose share of the integral is
 below 1e-300: it is left out of that integrand (its own expectation, over
 N(μ_k, σ_k²), is computed in full). ½N(0, (5e-324)²) + ½N(0, 1) against N(0, 1)
 gives KL(P‖Q) = 371.27688878013 (mpmath: 1.5e-16 relative) and KL(Q‖P) = log 2.
+So is a component narrower than half an ulp of its offset from the centre
+(σ_k < 2^-53·|μ_k − c|, e.g. σ_k = 1e-17 at distance 1): no float64 z falls inside
+its spike, so no quadrature could see it (bisecting would go on forever), and its
+share of the integral is below 2^-53·|t|φ(t) <= 2.7e-17 times the log-density
+ratio at its centre t.
 
 Accuracy: against mpmath (30 digits) on well-separated modes (±3, ±10, ±30),
 weights 1e-6, widths 1e-3 next to 1e3, means at 1e6, and Q from 1e-5 to 1e5
@@ -111,7 +116,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import NamedTuple
 
 import numpy as np
@@ -119,6 +125,7 @@ from numpy.typing import ArrayLike
 
 from klspec.reference.validation import (
     _as_real_array,
+    _check_float64_range,
     _format_sum,
     _raise_at_first,
     _shown,
@@ -130,6 +137,8 @@ __all__ = ["DIRECTIONS", "GaussianFit", "fit_gaussian_to_mixture", "mixture_gaus
 DIRECTIONS = ("forward", "reverse")
 
 _EPS = float(np.finfo(np.float64).eps)
+_F64_MAX = float(np.finfo(np.float64).max)
+_HALF_ULP = 2.0**-53  # a component narrower than this times |μ_k − c| is unresolvable
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 
 # Quadrature in z ~ N(0, 1): [−40, 40] loses nothing (exp(−800) is 0 in float64).
@@ -330,12 +339,12 @@ def _components(
         v = (c - m) / s + (r / s) * z
         log_scale = (math.log(s) - np.log(mix.sds) + mix.log_weights)[:, None]
         terms = log_scale + 0.5 * (v - u) * (v + u)
-        # A component more than 1.8e308 times narrower than r (e.g. a subnormal σ_k)
-        # is a spike of width < 5.6e-309 in z: what it adds to the expectation is
-        # below 1e-300 in absolute terms, so it is left out (density 0) rather than
-        # turned into inf − inf. If every component is left out, log p is −inf and
-        # the caller reports the scales as beyond float64.
-        lost = ~np.isfinite(ratio[:, 0])
+        # A component more than 1.8e308 times narrower than r (e.g. a subnormal σ_k),
+        # or narrower than half an ulp of its centre in z, is a spike no float64 z
+        # resolves, whose share of the expectation is negligible (see _lost): it is
+        # left out (density 0) rather than turned into inf − inf. If every component
+        # is left out, log p is −inf and the caller reports the scales as beyond float64.
+        lost = _lost(mix, c, r)
         if lost.any():
             terms[lost] = -np.inf
             u[lost] = 0.0
@@ -351,6 +360,22 @@ def _components(
         u_top = u[top, cols]
         magnitude = 1.0 + np.abs(log_scale[top, 0]) + (np.abs(v) + np.abs(u_top)) ** 2
     return lse, magnitude, resp, u, v
+
+
+def _lost(mix: _Mixture, c: float, r: float) -> np.ndarray:
+    """The components left out of an integrand over N(c, r²) (a boolean per component).
+
+    A component is a spike of width w_k = σ_k/r in z, centred at (μ_k − c)/r. It is
+    left out when it is more than 1.8e308 times narrower than r (r/σ_k overflows),
+    or narrower than half an ulp of its centre (σ_k < 2^-53·|μ_k − c|): no z in
+    float64 falls inside it, so no quadrature can see it (one would bisect in vain).
+    Its share of the expectation, about w_k·φ(centre) times the log-density ratio
+    there, is then below 2^-53·|t|φ(t) <= 2.7e-17 times that ratio (t the centre),
+    and below 1e-300 for a subnormal σ_k.
+    """
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+        ratio = r / mix.sds
+    return ~np.isfinite(ratio) | (mix.sds < _HALF_ULP * np.abs(mix.means - c))
 
 
 def _expect(
@@ -441,8 +466,8 @@ def _breakpoints(mix: _Mixture, c: float, r: float) -> np.ndarray:
             width, centre, ratio = sd_k / r, (mu_k - c) / r, r / sd_k
         if width >= 0.5 or not abs(centre) < _Z_MAX + 1.0:
             continue  # smooth on the scale of r, or beyond the range integrated
-        if not np.isfinite(ratio):
-            continue  # narrower than r·5.6e-309: left out of the integrand
+        if not np.isfinite(ratio) or sd_k < _HALF_ULP * abs(mu_k - c):
+            continue  # left out of the integrand (see _lost)
         # log2 of the width itself, not of 1/width: 1/5e-324 overflows.
         steps = np.ldexp(width, np.arange(0, math.ceil(-math.log2(width)) + 1))
         pieces.append(np.concatenate(([centre], centre - steps, centre + steps)))
@@ -479,17 +504,24 @@ def _thin(points: np.ndarray, centres: np.ndarray, widths: np.ndarray) -> np.nda
 def _moment_match(mix: _Mixture) -> tuple[float, float]:
     """P's mean and sd: the minimiser of KL(P‖Q) over Gaussians Q."""
     w, mu, sd = mix.weights, mix.means, mix.sds
-    m = math.fsum(w * mu)
+    try:
+        m = math.fsum(w * mu)
+    except OverflowError:  # means near ±1.8e308 whose mean is beyond float64
+        raise ValueError(_TOO_FAR) from None
     # Law of total variance as non-negative terms: Σw(σ² + μ²) − m² would cancel
     # catastrophically when |m| >> s. Scaled by a power of two (exact) so that an
     # sd of 1e200 does not overflow its square.
+    # (ldexp, not a division by 2**e: 2**1024 itself is beyond float64).
     offsets = mu - m
-    scale = math.ldexp(1.0, math.frexp(max(float(sd.max()), float(np.abs(offsets).max())))[1])
-    sd, offsets = sd / scale, offsets / scale
+    exponent = math.frexp(max(float(sd.max()), float(np.abs(offsets).max())))[1]
+    sd, offsets = np.ldexp(sd, -exponent), np.ldexp(offsets, -exponent)
     variance = math.fsum(w * sd * sd) + math.fsum(w * offsets * offsets)
     if not variance > 0:  # sds below 1e-154 times the spread of the means
         raise ValueError(_TOO_FAR)
-    return m, scale * math.sqrt(variance)
+    try:
+        return m, math.ldexp(math.sqrt(variance), exponent)
+    except OverflowError:  # P's sd is beyond float64
+        raise ValueError(_TOO_FAR) from None
 
 
 def _reverse_newton(
@@ -716,9 +748,20 @@ def _validate_mixture(weights: ArrayLike, means: ArrayLike, sds: ArrayLike) -> _
         _raise_at_first("sds", sd_arr, np.isnan(sd_arr), lambda v: "NaN", sd_rule)
         _raise_at_first("sds", sd_arr, np.isinf(sd_arr), str, sd_rule)
     _raise_at_first("sds", sd_arr, ~(sd_arr > 0), str, sd_rule)
+    # A longdouble entry beyond the float64 range (e.g. 1e400) would become inf.
+    with np.errstate(over="ignore", under="ignore"):
+        w, mu64, sd64 = (np.asarray(a, dtype=np.float64) for a in (w_arr, mu_arr, sd_arr))
+    _check_float64_range("weights", w_arr, w, f"weights {finite}")
+    _check_float64_range("means", mu_arr, mu64, f"means {finite}")
+    _check_float64_range("sds", sd_arr, sd64, sd_rule)
 
-    w = np.asarray(w_arr, dtype=np.float64)
-    total = math.fsum(w)
+    try:
+        total = math.fsum(w)
+    except OverflowError:  # e.g. [1.8e308, 1.8e308]: certainly not normalised
+        raise ValueError(
+            f"weights sums to more than the float64 maximum {_F64_MAX:.3g}; pass "
+            "normalised weights (summing to 1), e.g. weights / weights.sum()"
+        ) from None
     tol = sum_tolerance(w_arr.dtype)
     if total == 0:
         raise ValueError("weights sums to 0 (every weight is 0); a mixture needs positive weight")
@@ -729,16 +772,14 @@ def _validate_mixture(weights: ArrayLike, means: ArrayLike, sds: ArrayLike) -> _
             f"the {w_arr.dtype} tolerance {tol:.2g}); pass normalised weights, "
             "e.g. weights / weights.sum()"
         )
-    # A longdouble sd below the float64 range (e.g. 1e-4900) would become 0.
-    with np.errstate(under="ignore"):
-        sd64 = np.asarray(sd_arr, dtype=np.float64)
+    # A longdouble sd below the float64 range (e.g. 1e-4900) has become 0.
     _raise_at_first("sds", sd_arr, sd64 == 0, _shown, sd_rule)
     keep = w > 0
     w = w[keep] / total
     return _Mixture(
         weights=w,
         log_weights=np.log(w),
-        means=np.asarray(mu_arr, dtype=np.float64)[keep],
+        means=mu64[keep],
         sds=sd64[keep],
     )
 
@@ -757,6 +798,11 @@ def _real_scalar(name: str, value: object, rule: str) -> float:
 
 
 def _validate_start(start: object) -> tuple[float, float]:
+    if isinstance(start, (AbstractSet, Mapping)):
+        raise TypeError(
+            f"start is a {type(start).__name__}, which does not say which entry is the mean "
+            f"and which the sd; pass a tuple (mean, sd), e.g. start=(0.0, 1.0)"
+        )
     try:
         pair = tuple(start)  # type: ignore[arg-type]
     except TypeError:

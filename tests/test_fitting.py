@@ -12,6 +12,7 @@ stayed below 0.43 of the bound.
 from __future__ import annotations
 
 import math
+import warnings
 from fractions import Fraction
 
 import mpmath
@@ -490,6 +491,64 @@ def test_a_longdouble_sd_below_the_float64_range_is_named():
             fit_gaussian_to_mixture([0.5, 0.5], [0, 1], sds, direction=direction)
 
 
+@pytest.mark.skipif(
+    np.finfo(np.longdouble).max <= np.finfo(np.float64).max, reason="longdouble is float64 here"
+)
+@pytest.mark.parametrize("name", ["weights", "means", "sds"])
+def test_a_longdouble_beyond_the_float64_range_is_named(name):
+    # It became inf in float64 with "RuntimeWarning: overflow encountered in cast".
+    mixture = {"weights": [0.5, 0.5, 0.0], "means": [-1.0, 0.0, 2.0], "sds": [1.0, 0.5, 2.0]}
+    mixture[name] = np.array(mixture[name], dtype=np.longdouble)
+    mixture[name][2] = np.longdouble("1e400")
+    message = rf"^{name}\[2\] is 1e\+400 \(beyond the float64 range\); "
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for direction in ("forward", "reverse"):
+            with pytest.raises(ValueError, match=message):
+                fit_gaussian_to_mixture(**mixture, direction=direction)
+        with pytest.raises(ValueError, match=message):
+            mixture_gaussian_kl(**mixture, mean=0.0, sd=1.0, direction="forward")
+
+
+def test_weights_whose_sum_overflows_are_refused():
+    # math.fsum raised a raw "OverflowError: intermediate overflow in fsum".
+    with pytest.raises(ValueError, match=r"^weights sums to more than the float64 maximum"):
+        fit_gaussian_to_mixture([1.7e308, 1.7e308, 0.0], [0, 1, 2], [1, 1, 1], direction="forward")
+
+
+@pytest.mark.parametrize(
+    ("direction", "expected"),
+    [("forward", 177.45842806038983492), ("reverse", 1.168203989713134264)],
+)
+def test_a_component_narrower_than_an_ulp_of_its_offset_is_left_out(direction, expected):
+    # sds[1] = 1e-308 at distance 1 from component 0's mean: no float64 z falls in its
+    # spike, and the quadrature bisected 200,000 panels (25 s) before a RuntimeError.
+    # Its share of the integral is ~1e-306; 30-digit mpmath.quad gives these values.
+    mixture = ([0.25, 0.25, 0.5], [-1.0, 0.0, 2.0], [1.0, 1e-308, 0.5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = mixture_gaussian_kl(*mixture, 0.0, 1.0, direction=direction)
+    assert abs(got - expected) <= 4 * EPS * expected
+
+
+def test_a_forward_fit_with_an_sd_near_the_float64_maximum():
+    # 2**1024 (the power of two that scaled the variance) raised "math range error".
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = fit_gaussian_to_mixture(
+            [0.25, 0.25, 0.5], [-1.0, 0.0, 2.0], [1.0, 1e308, 0.5], direction="forward"
+        )
+    assert (fit.mean, fit.sd) == (0.75, 5e307)
+    assert abs(fit.kl - 530.55088520091292493) <= 4 * EPS * fit.kl  # 30-digit mpmath
+
+
+@pytest.mark.parametrize("start", [{0.0, 1.0}, frozenset((0.0, 2.0)), {"mean": 0, "sd": 1}])
+def test_an_unordered_start_is_refused(start):
+    # A set was read in hash order: {0.0, 1.0} gave a fit from (0, 1) or (1, 0).
+    with pytest.raises(TypeError, match=r"^start is a (set|frozenset|dict), .* pass a tuple"):
+        fit_gaussian_to_mixture(*BIMODAL, direction="reverse", start=start)
+
+
 def test_a_failing_default_start_is_skipped(monkeypatch):
     # One failing start aborted the whole search (a 50-component mixture ran 54 s,
     # then raised RuntimeError). Simulate the first start (μ_0, σ_0) = (−3, 1) failing.
@@ -645,7 +704,12 @@ def test_scales_beyond_float64_are_refused_and_huge_ones_work():
     # (σ_wide/σ_narrow)² = 1e400 overflows; the message says how to rescale.
     tiny_and_huge = ([0.5, 0.5], [0, 1], [1e-100, 1e100])
     with pytest.raises(ValueError, match=r"too many orders of magnitude .* rescale"):
-        fit_gaussian_to_mixture(*tiny_and_huge, direction="reverse", start=(1, 1e100))
+        fit_gaussian_to_mixture(*tiny_and_huge, direction="reverse", start=(0, 1e100))
+    # From a start 1 away from the narrow component, that component is narrower than
+    # half an ulp of its offset (no float64 z sees it; its share of KL is ~1e-98):
+    # the fit stays on the wide one, where p = q/2 up to that share, so KL = log 2.
+    fit = fit_gaussian_to_mixture(*tiny_and_huge, direction="reverse", start=(1, 1e100))
+    assert fit == (1.0, 1e100, math.log(2))
     # By default that start is skipped; the narrow component's own fit is found:
     # there p = q/2 + (a density 1e-200 times smaller), so KL(Q‖P) = log 2.
     fit = fit_gaussian_to_mixture(*tiny_and_huge, direction="reverse")

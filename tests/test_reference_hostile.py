@@ -260,6 +260,21 @@ CASES = [
     row("empirical_distribution([1], support=[1, [2]]) -> support[1] is unhashable",
         lambda: R.empirical_distribution([1], support=[1, [2]]),
         Raises(TypeError, r"^support\[1\] is unhashable")),
+    row("empirical_distribution(None) -> samples is None, not 'NoneType' is not iterable",
+        lambda: R.empirical_distribution(None),
+        Raises(TypeError, r"^samples is None \(NoneType\), not a collection of outcomes")),
+    row("categorical_mle(5) -> samples is 5 (int)",
+        lambda: R.categorical_mle(5),
+        Raises(TypeError, r"^samples is 5 \(int\), not a collection of outcomes")),
+    row("categorical_log_likelihood(object(), ...) -> names samples",
+        lambda: R.categorical_log_likelihood(object(), [0.5, 0.5], ["a", "b"]),
+        Raises(TypeError, r"^samples is <object .*\(object\), not a collection")),
+    row("empirical_distribution(['a'], support=5) -> support is 5 (int)",
+        lambda: R.empirical_distribution(["a"], support=5),
+        Raises(TypeError, r"^support is 5 \(int\), not a collection of outcomes")),
+    row("categorical_log_likelihood(['a'], [1.0], object()) -> names support",
+        lambda: R.categorical_log_likelihood(["a"], [1.0], object()),
+        Raises(TypeError, r"^support is <object .*\(object\), not a collection")),
 ]  # fmt: skip
 
 
