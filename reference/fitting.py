@@ -129,6 +129,7 @@ from klspec.reference.validation import (
     _format_sum,
     _raise_at_first,
     _shown,
+    own_error_state,
     sum_tolerance,
 )
 
@@ -186,6 +187,7 @@ class _Mixture(NamedTuple):
     sds: np.ndarray
 
 
+@own_error_state
 def fit_gaussian_to_mixture(
     weights: ArrayLike,
     means: ArrayLike,
@@ -265,6 +267,7 @@ def fit_gaussian_to_mixture(
     return GaussianFit(mean, sd, _kl(mix, mean, sd, direction))
 
 
+@own_error_state
 def mixture_gaussian_kl(
     weights: ArrayLike,
     means: ArrayLike,

@@ -57,6 +57,7 @@ from klspec.reference.validation import (
     _first_clash,
     _normalise_axis,
     _raise_at_first,
+    own_error_state,
     refuse_masked,
     sum_tolerance,
 )
@@ -444,6 +445,7 @@ def _terms_from_log_ratio(
     return np.where(np.isneginf(t), w, diff * s * bracket)
 
 
+@own_error_state
 def sequence_log_prob(
     token_logprobs: ArrayLike, mask: ArrayLike | None = None, *, axis: int = -1
 ) -> np.float64 | np.ndarray:
@@ -457,14 +459,16 @@ def sequence_log_prob(
     (double-double). Log-probabilities must be <= 0 (rounding allowed), not NaN
     or +inf; −inf is allowed (an impossible token: the sum is −inf).
     """
-    lp = _drop_padding(_as_real_array("token_logprobs", token_logprobs), mask)
+    lp = _as_real_array("token_logprobs", token_logprobs)
+    lp = _drop_padding(lp, mask, "token_logprobs")
     lp = _validate_log_probs("token_logprobs", lp, allow_neg_inf=True)
     lp = _tokens_last(lp, axis, "token_logprobs")
     impossible = np.isneginf(lp)
-    hi, lo = dd_sum(np.where(impossible, 0.0, lp))
-    return _scalar(np.where(impossible.any(axis=-1), -np.inf, hi + lo))
+    total = _wide_sum(np.where(impossible, 0.0, lp))
+    return _scalar(np.where(impossible.any(axis=-1), -np.inf, total))
 
 
+@own_error_state
 def sequence_log_ratio(
     logp: ArrayLike, ref_logp: ArrayLike, mask: ArrayLike | None = None, *, axis: int = -1
 ) -> np.float64 | np.ndarray:
@@ -478,15 +482,37 @@ def sequence_log_ratio(
     """
     lp, rp = _as_real_array("logp", logp), _as_real_array("ref_logp", ref_logp)
     if mask is not None:
+        names = _names_of(lp, rp)
         lp, rp = _broadcast_log_probs(lp, rp)
-        lp, rp = _drop_padding(lp, mask), _drop_padding(rp, mask)
+        lp, rp = _drop_padding(lp, mask, names), _drop_padding(rp, mask, names)
     d, d_lo = _log_ratio(lp, rp)
     names = _names_of(lp, rp)
     # log π − log π_ref, exact
     d_hi, d_lo = _tokens_last(-d, axis, names), _tokens_last(-d_lo, axis, names)
     impossible = np.isposinf(d_hi)  # π_ref gives the token probability 0
-    hi, lo = dd_sum(np.concatenate((np.where(impossible, 0.0, d_hi), d_lo), axis=-1))
-    return _scalar(np.where(impossible.any(axis=-1), np.inf, hi + lo))
+    total = _wide_sum(np.concatenate((np.where(impossible, 0.0, d_hi), d_lo), axis=-1))
+    return _scalar(np.where(impossible.any(axis=-1), np.inf, total))
+
+
+def _wide_sum(x: np.ndarray) -> np.ndarray:
+    """Σ x over the last axis (finite entries) in double-double, without warnings.
+
+    Where a partial sum overflows (entries near ±1.8e308), the row is summed again
+    with its entries of magnitude >= 2^-1000 scaled by 1/4 (exact) and the rest
+    apart: the result is then ±inf only where the true sum is beyond float64.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        hi, lo = dd_sum(x)
+        total = np.array(hi + lo)  # an array even for one row: assigned into below
+    bad = ~np.isfinite(total)
+    if bad.any():
+        rows = x[bad]
+        small = np.abs(rows) < 2.0**-1000
+        big_hi, big_lo = dd_sum(np.where(small, 0.0, rows) * 0.25)
+        small_hi, small_lo = dd_sum(np.where(small, rows, 0.0))
+        with np.errstate(over="ignore"):
+            total[bad] = 4.0 * big_hi + (4.0 * big_lo + (small_hi + small_lo))
+    return total
 
 
 def _log_ratio(logp: ArrayLike, ref_logp: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -519,23 +545,29 @@ def _broadcast_log_probs(lp: np.ndarray, rp: np.ndarray) -> tuple[np.ndarray, np
         ) from None
 
 
-def _drop_padding(x: np.ndarray, mask: ArrayLike | None) -> np.ndarray:
+def _drop_padding(x: np.ndarray, mask: ArrayLike | None, name: str) -> np.ndarray:
     """x with masked-out entries replaced by 0 (not multiplied: 0·(−inf) is NaN).
 
     Padding holds anything (−inf, NaN, stale values), so it is dropped before the
-    values are validated.
+    values are validated. ``name`` is the argument(s) ``x`` came from, for errors.
     """
     if mask is None:
         return x
     refuse_masked("mask", mask)
-    m = np.asarray(mask)
+    try:
+        m = np.asarray(mask)
+    except ValueError:  # numpy: "setting an array element with a sequence"
+        raise ValueError(
+            "mask is a ragged nested sequence: every row must have the same length"
+        ) from None
     if m.dtype != np.bool_:
         raise TypeError(f"mask has dtype {m.dtype}; it must be bool (True = a response token)")
     try:
         m = np.broadcast_to(m, x.shape)
     except ValueError:
         raise ValueError(
-            f"mask of shape {m.shape} does not broadcast to the log-probabilities {x.shape}"
+            f"mask of shape {m.shape} does not broadcast to {name} of shape {x.shape}; "
+            "it marks the response tokens of the log-probabilities"
         ) from None
     return np.where(m, x, np.zeros((), dtype=x.dtype))
 

@@ -27,11 +27,17 @@ from numpy.typing import ArrayLike
 
 from klspec.reference.empirical import _check_ordered, _count, empirical_distribution
 from klspec.reference.exact_arithmetic import dd_sum, two_prod, two_sum
-from klspec.reference.validation import _raise_at_first, refuse_masked, validate_distributions
+from klspec.reference.validation import (
+    _raise_at_first,
+    own_error_state,
+    refuse_masked,
+    validate_distributions,
+)
 
 __all__ = ["bernoulli_mle", "categorical_log_likelihood", "categorical_mle"]
 
 
+@own_error_state
 def categorical_mle(
     samples: Iterable[Hashable], support: Sequence[Hashable] | None = None
 ) -> tuple[list[Hashable], np.ndarray]:
@@ -53,6 +59,7 @@ def categorical_mle(
     return empirical_distribution(samples, support)
 
 
+@own_error_state
 def categorical_log_likelihood(
     samples: Iterable[Hashable], probs: ArrayLike, support: Sequence[Hashable]
 ) -> np.float64 | np.ndarray:
@@ -126,6 +133,7 @@ def categorical_log_likelihood(
     return value[()] if value.ndim == 0 else value
 
 
+@own_error_state
 def bernoulli_mle(y: ArrayLike) -> np.float64:
     """The maximum-likelihood success probability of 0/1 observations: their mean k/n.
 

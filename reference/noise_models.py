@@ -80,7 +80,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from klspec.reference.exact_arithmetic import two_prod
-from klspec.reference.validation import _as_real_array, _raise_at_first, _shown
+from klspec.reference.validation import _as_real_array, _raise_at_first, _shown, own_error_state
 
 __all__ = [
     "bernoulli_nll",
@@ -151,6 +151,7 @@ _BD0_SERIES_LIMIT = 0.5
 # ------------------------------------------------------------------ Gaussian, MSE
 
 
+@own_error_state
 def gaussian_nll(y: ArrayLike, f: ArrayLike, sigma: ArrayLike) -> np.float64:
     """−Σ_i log N(y_i; f_i, σ_i²): the Gaussian negative log-likelihood, in nats.
 
@@ -168,6 +169,7 @@ def gaussian_nll(y: ArrayLike, f: ArrayLike, sigma: ArrayLike) -> np.float64:
     return _sum(terms)
 
 
+@own_error_state
 def mse(y: ArrayLike, f: ArrayLike) -> np.float64:
     """Mean of (y_i − f_i)² over every entry of the broadcast shape of ``y`` and ``f``."""
     (_, y64), (_, f64) = _checked("y", y), _checked("f", f)
@@ -192,6 +194,7 @@ def _log_sqrt_2pi_times(s: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------ Laplace, MAE
 
 
+@own_error_state
 def laplace_nll(y: ArrayLike, f: ArrayLike, b: ArrayLike) -> np.float64:
     """−Σ_i log Laplace(y_i; f_i, b_i) = Σ_i |y_i − f_i|/b_i + log(2 b_i), in nats.
 
@@ -208,6 +211,7 @@ def laplace_nll(y: ArrayLike, f: ArrayLike, b: ArrayLike) -> np.float64:
     return _sum(terms)
 
 
+@own_error_state
 def mae(y: ArrayLike, f: ArrayLike) -> np.float64:
     """Mean of |y_i − f_i| over every entry of the broadcast shape of ``y`` and ``f``."""
     (_, y64), (_, f64) = _checked("y", y), _checked("f", f)
@@ -228,6 +232,7 @@ def _standardised(y: np.ndarray, f: np.ndarray, s: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------ Bernoulli, BCE
 
 
+@own_error_state
 def bernoulli_nll(
     y: ArrayLike, p: ArrayLike | None = None, *, logits: ArrayLike | None = None
 ) -> np.float64:
@@ -245,6 +250,7 @@ def bernoulli_nll(
     return _sum(_bernoulli_terms("bernoulli_nll", y, p, logits))
 
 
+@own_error_state
 def binary_cross_entropy(
     y: ArrayLike, p: ArrayLike | None = None, *, logits: ArrayLike | None = None
 ) -> np.float64:
@@ -294,6 +300,7 @@ def _bernoulli_terms(
 # ------------------------------------------------------------------ Poisson
 
 
+@own_error_state
 def poisson_nll(
     y: ArrayLike, rate: ArrayLike | None = None, *, log_rate: ArrayLike | None = None
 ) -> np.float64:

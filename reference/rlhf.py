@@ -66,6 +66,7 @@ from klspec.reference.validation import (
     _as_real_array,
     _first_clash,
     _raise_at_first,
+    own_error_state,
     validate_distributions,
 )
 
@@ -79,6 +80,7 @@ _LN2_LO = 1.90821492927058770002e-10
 _HUGE_BETA = 2.0**900
 
 
+@own_error_state
 def rlhf_optimal_policy(ref_probs: ArrayLike, rewards: ArrayLike, beta: float) -> np.ndarray:
     """The policy maximising E_π[r] − β KL(π‖π_ref): π*(y) = π_ref(y) e^{r(y)/β} / Z.
 
@@ -117,6 +119,7 @@ def rlhf_optimal_policy(ref_probs: ArrayLike, rewards: ArrayLike, beta: float) -
     return tilt.weights / s_hi[..., None] / (1.0 + s_lo / s_hi)[..., None] + 0.0
 
 
+@own_error_state
 def rlhf_objective(
     policy: ArrayLike, ref_probs: ArrayLike, rewards: ArrayLike, beta: float
 ) -> np.float64 | np.ndarray:
@@ -153,6 +156,7 @@ def rlhf_objective(
     return _scalar(np.where(np.isinf(kl), -np.inf, value))
 
 
+@own_error_state
 def rlhf_optimal_value(
     ref_probs: ArrayLike, rewards: ArrayLike, beta: float
 ) -> np.float64 | np.ndarray:

@@ -69,11 +69,13 @@ It never emits a numpy warning and never modifies the caller's arrays.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import operator
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
@@ -87,6 +89,31 @@ __all__ = [
 ]
 
 _FLOAT64_EPS = float(np.finfo(np.float64).eps)
+
+#: numpy's default floating-point error handling, restored inside the reference.
+NUMPY_DEFAULT_ERRSTATE = MappingProxyType(
+    {"divide": "warn", "over": "warn", "invalid": "warn", "under": "ignore"}
+)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def own_error_state(func: _F) -> _F:
+    """Run ``func`` under numpy's default error state, whatever the caller's.
+
+    An underflow to 0 or a subnormal is the intended result in many places (e.g.
+    exp(−800)); a caller that set ``np.seterr(all="raise")`` (or ``under="raise"``)
+    must not turn it into a ``FloatingPointError``. Inside, the reference's own
+    ``np.errstate`` blocks then work as written; the state is restored on return.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(**NUMPY_DEFAULT_ERRSTATE):
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
 
 # Why a dtype kind is refused, appended to "p has dtype <dtype>".
 _REFUSED_KINDS = {

@@ -1391,30 +1391,7 @@ def _left(what: str, *case_ids: str) -> dict[str, str]:
     return dict.fromkeys(case_ids, what)
 
 
-LEFT_OUT: dict[str, str] = {
-    **_left(
-        "ValueError without the name token_logprobs: mask of shape (3,) does not broadcast to ...",
-        "sequence_log_prob-token_logprobs-zero_d",
-        "sequence_log_prob-token_logprobs-zero_d_array",
-        "sequence_log_prob-token_logprobs-empty",
-        "sequence_log_prob-token_logprobs-len1",
-        "sequence_log_prob-token_logprobs-too_long",
-        "sequence_log_prob-token_logprobs-too_short",
-        "sequence_log_prob-token_logprobs-n_by_0",
-        "sequence_log_prob-token_logprobs-col",
-    ),
-    **_left(
-        "RuntimeWarning: overflow encountered in add",
-        "sequence_log_prob-token_logprobs-neg_max_float",
-        "sequence_log_ratio-logp-neg_max_float",
-        "sequence_log_ratio-ref_logp-neg_max_float",
-    ),
-    **_left(
-        "ValueError without the name mask: setting an array element with a sequence. The reque...",
-        "sequence_log_prob-mask-ragged",
-        "sequence_log_ratio-mask-ragged",
-    ),
-}
+LEFT_OUT: dict[str, str] = {}
 
 # ----------------------------------------------------------------- classification
 

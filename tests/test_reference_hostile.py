@@ -18,6 +18,7 @@ import pytest
 from klspec import reference as R
 
 pytestmark = pytest.mark.filterwarnings("error")
+MAX = float(np.finfo(np.float64).max)
 
 
 @dataclass(frozen=True)
@@ -275,6 +276,20 @@ CASES = [
     row("categorical_log_likelihood(['a'], [1.0], object()) -> names support",
         lambda: R.categorical_log_likelihood(["a"], [1.0], object()),
         Raises(TypeError, r"^support is <object .*\(object\), not a collection")),
+    row("sequence_log_prob(zeros(4), mask=ones(3)) -> names token_logprobs",
+        lambda: R.sequence_log_prob(np.zeros(4), mask=np.ones(3, dtype=bool)),
+        Raises(ValueError, r"^mask of shape \(3,\) does not broadcast to token_logprobs of")),
+    row("sequence_log_prob(zeros(2), mask=[[True, True], [False]]) -> mask is ragged",
+        lambda: R.sequence_log_prob(np.zeros(2), mask=[[True, True], [False]]),
+        Raises(ValueError, r"^mask is a ragged nested sequence")),
+    row("sequence_log_prob([-max, -max, -0.5]) -> -inf without an overflow warning",
+        lambda: R.sequence_log_prob([-MAX, -MAX, -0.5]), Returns(-np.inf)),
+    row("sequence_log_ratio([0, 0], [-max, -max]) -> +inf (3.6e308 > max)",
+        lambda: R.sequence_log_ratio([0.0, 0.0], [-MAX, -MAX]), Returns(np.inf)),
+    row("sequence_log_ratio([-max, 0, 0], [0, -max, -max]) -> max",
+        lambda: R.sequence_log_ratio([-MAX, 0.0, 0.0], [0.0, -MAX, -MAX]), Returns(MAX)),
+    row("sequence_log_ratio([-max, -max, 0], [0, 0, -max]) -> -max (partial sums overflow)",
+        lambda: R.sequence_log_ratio([-MAX, -MAX, 0.0], [0.0, 0.0, -MAX]), Returns(-MAX)),
 ]  # fmt: skip
 
 
@@ -293,3 +308,43 @@ def test_hostile_call(call: Callable[[], object], expected: Raises | Returns) ->
     assert got_arr.dtype == np.float64, f"dtype={got_arr.dtype}, but should be float64"
     assert got_arr.shape == want_arr.shape, f"shape={got_arr.shape}, but should be {want_arr.shape}"
     np.testing.assert_allclose(got_arr, want_arr, rtol=expected.rtol, atol=0)
+
+
+def test_a_callers_numpy_error_state_cannot_break_the_reference() -> None:
+    # Under np.seterr(all="raise") an underflow to a subnormal or 0 (the intended
+    # result) raised FloatingPointError in the noise models, the RLHF functions,
+    # the likelihoods and the Gaussian fits (issue 13). They run under numpy's
+    # default error state now, and leave the caller's state as it was.
+    calls = {
+        "gaussian_nll": lambda: R.gaussian_nll([5e-324, 0.0], [0.0, 0.0], [1.0, 1.0]),
+        "poisson_nll": lambda: R.poisson_nll([1e300, 0.0], [1.0, 1.0]),
+        "bernoulli_nll": lambda: R.bernoulli_nll([1.0, 0.0], [0.5, 5e-324]),
+        "rlhf_optimal_policy": lambda: R.rlhf_optimal_policy([0.5, 0.5], [1.0, 0.0], 1e-308),
+        "rlhf_objective": lambda: R.rlhf_objective(
+            [0.25, 0.25, 0.5], [0.5, 0.25, 0.25], [1.0, 0.0, 2.0], 1e-308
+        ),
+        "categorical_log_likelihood": lambda: R.categorical_log_likelihood(
+            ["a", "b"], [1e-308, 0.5, 0.5 - 1e-308], ["c", "a", "b"]
+        ),
+        "mixture_gaussian_kl": lambda: R.mixture_gaussian_kl(
+            [0.5, 0.5], [-3.0, 3.0], [1.0, 1.0], 0.0, 1.0, direction="forward"
+        ),
+        # A longdouble -1e-4000 underflows to -0.0 in float64 (where longdouble is wider).
+        "sequence_log_prob": lambda: R.sequence_log_prob(
+            np.array([-1.0, np.longdouble("-1e-4000")], dtype=np.longdouble)
+        ),
+    }
+    expected = {name: call() for name, call in calls.items()}
+    old = np.seterr(all="raise")
+    try:
+        for name, call in calls.items():
+            got = call()
+            np.testing.assert_array_equal(got, expected[name], err_msg=name)
+            assert np.geterr() == {
+                "divide": "raise",
+                "over": "raise",
+                "under": "raise",
+                "invalid": "raise",
+            }
+    finally:
+        np.seterr(**old)
