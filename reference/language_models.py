@@ -109,7 +109,8 @@ def _token_kl_long_rows(
     """token_kl row by row, each in pieces (:func:`klspec.reference._token_kl.long_row`)."""
     kl = np.empty(a.shape[:-1])
     for index in np.ndindex(*a.shape[:-1]):
-        value, accepted, valid = _token_kl.long_row(a[index], b[index])
+        with np.errstate(all="ignore"):  # −inf logits: inf − inf in the error terms
+            value, accepted, valid = _token_kl.long_row(a[index], b[index])
         if not valid:
             _validate_logits(named, axis)  # raises, naming the entry or row
         if not accepted:  # the whole-row method (memory grows with the row here)

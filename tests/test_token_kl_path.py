@@ -49,7 +49,7 @@ def _apart(a: np.ndarray, b: np.ndarray) -> bool:
     tests/test_language_models.py)."""
     live = np.isfinite(a) & np.isfinite(b)
     j = int(np.argmax(np.where(live, b, -np.inf)))
-    return bool(np.abs((a - b)[live] - (a[j] - b[j])).max() > 1.0)
+    return bool(np.abs((a[live] - b[live]) - (a[j] - b[j])).max() > 1.0)
 
 
 def sweep_pair(kind: str, n: int, seed: int, dtype) -> tuple[np.ndarray, np.ndarray]:
