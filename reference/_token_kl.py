@@ -293,20 +293,25 @@ def block_rows(
             np.copyto(g, 0.0, where=~inside)
         terms += g.sum(axis=-1)
     else:
-        for r in range(rows):
-            idx = np.flatnonzero(inside[r])
-            tr = t[r, idx]
-            poly = _chunked.horner(list(coefficients), tr, np.empty_like(tr))
-            terms[r] += np.sum(poly * (tr * tr) * e[r, idx])
+        # The series on the few logits inside only, scattered back into a zeroed block so
+        # that each row is still one pairwise sum (a loop over rows cost ~50 µs a row).
+        idx = np.flatnonzero(inside)
+        tr = t.reshape(-1)[idx]
+        poly = _chunked.horner(list(coefficients), tr, np.empty_like(tr))
+        g.fill(0.0)
+        g.reshape(-1)[idx] = poly * (tr * tr) * e.reshape(-1)[idx]
+        terms += g.sum(axis=-1)
     if inside is not None:
         # The direct region: E(t − 1) + κF, with F = e^β in float64 where it is needed.
         if mostly_series:
-            for r in range(rows):
-                idx = np.flatnonzero(~inside[r])
-                f = np.exp(be[r, idx])
-                if be_lo is not None:
-                    f *= 1.0 + be_lo[r, idx]
-                terms[r] += np.sum(e[r, idx] * (t[r, idx] - 1.0) + kappa[r] * f)
+            idx = np.flatnonzero(~inside)
+            f = np.exp(be.reshape(-1)[idx])
+            if be_lo is not None:
+                f *= 1.0 + be_lo.reshape(-1)[idx]
+            f *= kappa[idx // n]
+            g.fill(0.0)
+            g.reshape(-1)[idx] = e.reshape(-1)[idx] * (t.reshape(-1)[idx] - 1.0) + f
+            terms += g.sum(axis=-1)
         else:
             np.exp(be, out=be)
             if be_lo is not None:
