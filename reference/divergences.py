@@ -63,6 +63,7 @@ from numpy.typing import ArrayLike
 from klspec.reference import _chunked
 from klspec.reference.exact_arithmetic import dd_sum, two_prod, two_sum
 from klspec.reference.validation import (
+    own_error_state,
     prepare_distributions,
     sum_tolerance,
     validate_base,
@@ -77,6 +78,7 @@ _SERIES_LIMIT = 0.5
 _MAX_TERMS = 28  # enough for s² = 1/4 (tail < 2**-60)
 
 
+@own_error_state
 def entropy(p: ArrayLike, *, axis: int = -1, base: float | None = None) -> np.float64 | np.ndarray:
     """Shannon entropy H(P) = −Σ P_i log P_i of the distribution along ``axis``.
 
@@ -117,6 +119,7 @@ def entropy(p: ArrayLike, *, axis: int = -1, base: float | None = None) -> np.fl
     )
 
 
+@own_error_state
 def cross_entropy(
     p: ArrayLike, q: ArrayLike, *, axis: int = -1, base: float | None = None
 ) -> np.float64 | np.ndarray:
@@ -138,6 +141,7 @@ def cross_entropy(
     )
 
 
+@own_error_state
 def kl_divergence(
     p: ArrayLike, q: ArrayLike, *, axis: int = -1, base: float | None = None
 ) -> np.float64 | np.ndarray:

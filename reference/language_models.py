@@ -65,6 +65,7 @@ from klspec.reference.validation import (
 ESTIMATORS = ("k1", "k2", "k3")
 
 
+@own_error_state
 def token_kl(
     logits_p: ArrayLike, logits_q: ArrayLike, *, axis: int = -1
 ) -> np.float64 | np.ndarray:
@@ -586,6 +587,7 @@ def _scalar(x: np.ndarray) -> np.float64 | np.ndarray:
     return x[()] if x.ndim == 0 else x
 
 
+@own_error_state
 def kl_estimate(logp: ArrayLike, ref_logp: ArrayLike, estimator: str = "k3") -> np.ndarray:
     """Per-sample estimates of KL(π‖π_ref) from tokens sampled from π (Schulman 2020).
 

@@ -329,6 +329,10 @@ def test_a_callers_numpy_error_state_cannot_break_the_reference() -> None:
         "mixture_gaussian_kl": lambda: R.mixture_gaussian_kl(
             [0.5, 0.5], [-3.0, 3.0], [1.0, 1.0], 0.0, 1.0, direction="forward"
         ),
+        "kl_estimate k3": lambda: R.kl_estimate([-0.5], [-800.0], "k3"),
+        "kl_estimate k2": lambda: R.kl_estimate([-1e-170], [-2e-170], "k2"),
+        "token_kl": lambda: R.token_kl([0.0, -740.0, 3.0], [0.0, -745.0, 3.0]),
+        "kl_divergence": lambda: R.kl_divergence([0.5, 0.5], [1 - 5e-324, 5e-324]),
         # A longdouble -1e-4000 underflows to -0.0 in float64 (where longdouble is wider).
         "sequence_log_prob": lambda: R.sequence_log_prob(
             np.array([-1.0, np.longdouble("-1e-4000")], dtype=np.longdouble)
