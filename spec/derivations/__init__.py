@@ -3,12 +3,13 @@
 A derivation is data (:class:`Derivation`: chains of :class:`Step` s, each with an
 expression, a one-line justification and the check that verifies it). :func:`check`
 runs it and reports, per step, the level reached — proved, by rule, under
-constraint, for sizes, or numeric (:class:`Level`); an undecided check is a failure.
+constraint, for sizes, numeric, or asserted (:class:`Level`); an undecided check is a
+failure.
 
 - :data:`DERIVATIONS` — every derivation, by id, in the post's reading order.
 - :func:`run` / :func:`main_prove` — check some or all (``klspec prove [ID]``).
-- :func:`to_latex` / :func:`to_markdown` / :func:`proof_pages` — render with the levels
-  the checker reached.
+- :func:`to_latex` (the numbered math of the chains) / :func:`to_markdown` /
+  :func:`proof_pages` (pages with the levels the checker reached beside each step).
 
 This is the only part of klspec that imports sympy.
 """

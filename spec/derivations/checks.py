@@ -1,4 +1,4 @@
-r"""How a step is checked: the five levels, the sound reduction to zero, obligations, rules.
+r"""How a step is checked: the six levels, the sound reduction to zero, obligations, rules.
 
 A step *claims* a level by the check it carries; the checker runs that check and
 reports the level only if it passes. Each check class can reach exactly one level,
@@ -6,17 +6,21 @@ and only with the means that level allows:
 
 ``Proved()``
     prev − new reduces to exactly 0 by sound transformations (:func:`reduce_to_zero`).
-``ByRule(rule, ...)``
+``ByRule(rule, ..., given="")``
     new = rule(prev) for a named, reviewed :class:`Rule`; the remainder
-    rule(prev) − new and the rule's preconditions are then proved.
+    rule(prev) − new and the rule's side conditions are then checked. A side
+    condition stated as ``given`` (a hypothesis, shown) makes the step "asserted";
+    a fact the rule rests on that was checked more weakly (an induction's base case
+    for sizes) caps the step at that fact's level.
 ``UnderConstraint(constraint, substitute)``
     zero only after substituting a stated constraint (Σp = 1). The checker first
     tries without it: if the step needs no constraint it is reported as proved, so
     a step cannot claim a constraint it does not use.
 ``ForSizes(sizes, instantiate)``
     exact, but only for the listed concrete sizes.
-``Numeric(points, dps, tol)``
-    a high-precision spot check, not a proof; the only check that evaluates numbers.
+``Numeric(points, dps, rtol)``
+    a high-precision spot check with a relative tolerance, not a proof, so it
+    establishes only "≈"; the only check that evaluates numbers.
 
 Soundness rules the reduction keeps (see shared/notes/sympy-derivations.md):
 logarithms are split only under declared positivity (``expand_log`` without
@@ -690,7 +694,7 @@ class Rule:
 
 
 class Check:
-    """Base of the five checks; ``verify`` returns an :class:`Outcome`."""
+    """Base of the checks; ``verify`` returns an :class:`Outcome`."""
 
     level: Level
 
