@@ -111,8 +111,31 @@ def _add_check(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_prove(parser: argparse.ArgumentParser) -> None:
+    # The same arguments as klspec.spec.derivations.prove.build_parser (a test compares
+    # them), declared here so that `klspec --help` does not import sympy.
+    parser.epilog = (
+        "With --module, each module is imported (the current directory is importable, as "
+        "with python -m) and its derivations are checked: the module-level DERIVATIONS (an "
+        "iterable or mapping of Derivation objects) if it defines one, else every module "
+        "attribute that is a Derivation, in definition order (built-in derivations it "
+        "imports are skipped). The built-in derivations then run only when named as IDs. "
+        "Exit status: 0 when every step reached the level it claims, 1 otherwise, 2 for a "
+        "module that cannot be imported or defines no derivation, an unknown ID or two "
+        "derivations sharing an id. Writing your own: docs/derivations.md."
+    )
     parser.add_argument(
         "ids", nargs="*", metavar="ID", help="derivation ids, e.g. gibbs (default: all)"
+    )
+    parser.add_argument(
+        "-m",
+        "--module",
+        action="append",
+        default=[],
+        metavar="MOD[,MOD...]",
+        help="check the derivations these modules define instead of the built-in ones (repeatable)",
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="list the ids and titles; check nothing"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="print every check's detail")
 
@@ -120,7 +143,9 @@ def _add_prove(parser: argparse.ArgumentParser) -> None:
 def _prove(args: argparse.Namespace, out: TextIO) -> int:
     from klspec.spec.derivations import main_prove  # imports sympy: only for this command
 
-    return main_prove([*args.ids, *(["-v"] if args.verbose else [])], out=out)
+    argv = [*args.ids, *(f"--module={m}" for m in args.module)]
+    argv += [*(["--list"] if args.list else []), *(["-v"] if args.verbose else [])]
+    return main_prove(argv, out=out)
 
 
 def _add_docs(parser: argparse.ArgumentParser) -> None:
