@@ -123,6 +123,8 @@ LABEL_SMOOTHING = Derivation(
     "the cross-entropy from the uniform distribution. Sifting the one-hot is asserted: "
     "that y is one of the K classes is a hypothesis, which sympy cannot check for "
     "symbolic y and K.",
+    honesty="t_i > 0 is declared (on the notation t), from 0 < ε ≤ 1, not derived; that "
+    "the label y is one of the K classes is a stated hypothesis of the sift.",
 )
 
 #: What ``klspec prove --module examples.label_smoothing`` checks.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import io
+import re
 import subprocess
 import sys
 import textwrap
@@ -237,3 +238,30 @@ def test_examples_are_not_packaged():
     assert '"klspec.spec.derivations"' in listed
     assert "examples" not in listed
     assert '"examples"' not in pyproject
+
+
+def _code_blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, re.DOTALL)
+
+
+def test_the_readme_derivation_passes(user_modules):
+    """The README's "Check your own derivation" code, saved as a module, is checked."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Check your own derivation", 1)[1].split("\n## ", 1)[0]
+    (code,) = _code_blocks(section, "python")
+    user_modules("readme_derivation_mod", code)
+    status, text = _prove("--module", "readme_derivation_mod")
+    assert status == 0, text
+    assert "1 derivations, 1 steps, each at its claimed level" in text
+
+
+def test_the_guide_names_every_rule_and_level_and_its_control_runs(example):
+    from klspec.spec.derivations import Level, rules
+
+    guide = (ROOT / "docs" / "derivations.md").read_text(encoding="utf-8")
+    missing = [n for n in [*rules.__all__, *Level.__members__] if f"`{n}`" not in guide]
+    assert not missing, f"docs/derivations.md does not mention {missing}"
+    (control,) = _code_blocks(guide, "python")
+    names: dict = {}
+    exec(control, names)
+    names["test_dropping_the_entropy_is_rejected"]()
