@@ -328,8 +328,12 @@ def _records(
     workers: int | None,
     whole_rows: bool,
     per_row: tuple[np.ndarray, ...] = (),
+    keep_float32: bool = False,
 ) -> Iterator[tuple[tuple, _Record]]:
     """(task, record) for every block, in block order, with few records alive at a time.
+
+    ``keep_float32``: C-contiguous float32 blocks reach the kernel as they are (views,
+    not converted), for kernels that read float32 logits at half the cost.
 
     On threads, at most ``workers`` blocks are submitted ahead of the one being
     totalled, so memory is a few records and workspaces whatever the input size.
@@ -343,7 +347,8 @@ def _records(
             work = _LOCAL.work = _Workspace()
         blocks = []
         for i, view in enumerate(task[3]):
-            if view.dtype != np.float64 or not view.flags.c_contiguous:
+            kept = keep_float32 and view.dtype == np.float32
+            if (view.dtype != np.float64 and not kept) or not view.flags.c_contiguous:
                 buffer = work(f"in{i}", view.shape)
                 np.copyto(buffer, view, casting="unsafe")
                 view = buffer
@@ -377,6 +382,7 @@ def run(
     workers: int | None = None,
     *,
     whole_rows: bool = False,
+    keep_float32: bool = False,
 ) -> _Totals:
     """Call ``kernel(blocks, work)`` on every block of the inputs and total the records.
 
@@ -386,9 +392,11 @@ def run(
     run on ``workers`` threads (default :func:`threads`) and are totalled in order.
     ``whole_rows`` keeps every row in one block, for kernels that need a whole row.
     The totals hold two float64 per row and sum: :func:`run_groups` bounds that too.
+    ``keep_float32``: as for :func:`_records`.
     """
     totals = _Totals(rows=math.prod(arrays[0].shape[:-1]))
-    for (r0, r1, _, _), record in _records(arrays, kernel, workers, whole_rows):
+    records = _records(arrays, kernel, workers, whole_rows, keep_float32=keep_float32)
+    for (r0, r1, _, _), record in records:
         totals.add(r0, r1, record)
     return totals
 

@@ -205,22 +205,20 @@ def _float32_buffer(work: _chunked._Workspace, name: str, shape: tuple[int, int]
 _MOSTLY_SERIES = 0.5
 
 
-def block_rows(
+def _general_rows(
     a: np.ndarray,
     b: np.ndarray,
     m_a: np.ndarray,
     m_b: np.ndarray,
     work: _chunked._Workspace,
     narrow: bool,
+    lo_a: np.ndarray,
+    lo_b: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(KL, accepted) for a block of whole rows of valid logits, as in the module docs.
-
-    ``m_a``, ``m_b``: the row maxima (finite). ``narrow``: the logits are float32
-    values (or float16, integers). Rows not accepted are left to the caller.
-    """
+    """:func:`block_rows` for any block (−inf masks, float64 logits, logits of very
+    different magnitudes): differences by TwoSum where they may be inexact."""
     shape = a.shape
     rows, n = shape
-    lo_a, lo_b = a.min(axis=-1), b.min(axis=-1)
     masked = bool(np.isneginf(lo_a).any() or np.isneginf(lo_b).any())
     if masked:
         fa, fb = np.isfinite(a), np.isfinite(b)
@@ -340,6 +338,152 @@ def block_rows(
         kl = np.where(infinite, np.inf, kl)
         accepted |= infinite & (big <= _BIG)
     return kl, accepted
+
+
+#: Rows whose differences δ = α − β span at most this take the series everywhere
+#: (:func:`_near_rows`); wider rows take :func:`_far_rows`.
+NEAR_SPREAD = 0.99
+
+#: Far rows with KL at least this are summed in the direct form alone (module docs).
+DIRECT_KL = 1.5
+
+
+def block_rows(
+    a: np.ndarray,
+    b: np.ndarray,
+    m_a: np.ndarray,
+    m_b: np.ndarray,
+    work: _chunked._Workspace,
+    narrow: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(KL, accepted) for a block of whole rows of valid logits, as in the module docs.
+
+    ``m_a``, ``m_b``: the row maxima (finite). ``narrow``: the logits are float32
+    values (or float16, integers). Rows not accepted are left to the caller.
+    """
+    shape = a.shape
+    m_a, m_b = m_a.astype(np.float64), m_b.astype(np.float64)
+    lo_a, lo_b = a.min(axis=-1).astype(np.float64), b.min(axis=-1).astype(np.float64)
+    big = np.maximum(np.maximum(np.abs(m_a), np.abs(m_b)), np.maximum(-lo_a, -lo_b))
+    largest = float(big.max())
+    exact = narrow and largest <= _BIG
+    if exact:  # float32 differences are exact unless some logit is tiny next to others
+        both32 = a.dtype == b.dtype == np.float32
+        scratch = _float32_buffer(work, "kf", shape) if both32 else work("kt", shape)
+        smallest = min(float(np.abs(x, out=scratch).min()) for x in (a, b))
+        exact = smallest >= largest * 2.0**-27
+    if not exact:
+        a, b = as_float64(a, work, "in0"), as_float64(b, work, "in1")
+        return _general_rows(a, b, m_a, m_b, work, narrow, lo_a, lo_b)
+    t = work("kt", shape)
+    # Exact differences (module docs): α, β and δ = α − β.
+    e = np.subtract(a, m_a[:, None], out=work("ka", shape))
+    be = np.subtract(b, m_b[:, None], out=work("kb", shape))
+    np.subtract(e, be, out=t)
+    d_lo, d_hi = t.min(axis=-1), t.max(axis=-1)
+    # Tokens with e^α or e^β below 2**-1000 (underflowing) are dropped from the sums:
+    # their terms, at most n·2**-1000·(|t| + 2) in all, must be negligible next to KL.
+    faint = np.maximum(m_a - lo_a, m_b - lo_b) > 690.0
+    near = (d_hi - d_lo) <= NEAR_SPREAD
+    if near.all() or not near.any():
+        method = _near_rows if near[0] else _far_rows
+        return method(e, be, t, d_lo, d_hi, faint, work)
+    kl, accepted = np.empty(shape[0]), np.empty(shape[0], dtype=bool)
+    for r in range(shape[0]):  # a block of rows of both kinds (two rows at most, mostly)
+        rows = slice(r, r + 1)
+        method = _near_rows if near[r] else _far_rows
+        kl[rows], accepted[rows] = method(
+            e[rows], be[rows], t[rows], d_lo[rows], d_hi[rows], faint[rows], work
+        )
+    return kl, accepted
+
+
+def as_float64(x: np.ndarray, work: _chunked._Workspace, name: str) -> np.ndarray:
+    """``x`` as float64: itself, or a copy in a workspace buffer."""
+    if x.dtype == np.float64:
+        return x
+    out = work(name, x.shape)
+    np.copyto(out, x, casting="unsafe")
+    return out
+
+
+def _faint_ok(faint: np.ndarray, n: int, spread: np.ndarray, kl: np.ndarray) -> np.ndarray:
+    """Rows whose underflowing tokens (if any) are negligible next to KL."""
+    return ~faint | (16.0 * n * 2.0**-1000 * (spread + 2.0) <= _U * kl)
+
+
+def _near_rows(e, be, t, d_lo, d_hi, faint, work):
+    """Rows whose δ span at most NEAR_SPREAD: |t| < 1, the series everywhere.
+
+    ``e`` = α, ``be`` = β, ``t`` = δ (overwritten). S_b from float32 exponentials, the
+    shift's error removed by the correction with B = Σ P t̂ (module docs).
+    """
+    shape = e.shape
+    f32 = _float32_buffer(work, "kf", shape)
+    np.copyto(f32, be, casting="unsafe")
+    np.exp(f32, out=f32)
+    sb = f32.sum(axis=-1).astype(np.float64)
+    np.exp(e, out=e)
+    sa_hi, sa_lo = _chunked._exact_row_sums(e, work, "ks", levels=1)
+    sa = sa_hi + sa_lo
+    c = np.log(sa) - np.log(sb)
+    np.subtract(t, c[:, None], out=t)
+    # Rounding is monotonic: the extremes of t̂ = fl(δ − ĉ) are those of δ, shifted.
+    t_lo, t_hi = d_lo - c, d_hi - c
+    coefficients, covers = g_coefficients(float(t_lo.min()), float(t_hi.max()))
+    if not covers:  # (ĉ far off: not seen) the whole-row method
+        return np.zeros(shape[0]), np.zeros(shape[0], dtype=bool)
+    y = np.multiply(e, t, out=work("ky", shape))  # E t̂
+    b_sum = y.sum(axis=-1)
+    np.multiply(y, t, out=y)  # E t̂²
+    g = _chunked.horner(list(coefficients), t, work("kg", shape))
+    np.multiply(g, y, out=g)
+    total = g.sum(axis=-1) / sa
+    # The correction for ĉ: A − B = e^ε − 1 exactly, KL = A − ψ(A − B).
+    w = total - b_sum / sa
+    kl = np.maximum(total - _psi(w), 0.0)
+    spread = np.maximum(np.abs(t_lo), np.abs(t_hi))
+    eta = _U * (math.log2(shape[1]) + 8.0) * (total + spread)
+    accepted = (np.abs(w) <= 2.0**-20) & (16.0 * np.abs(w) * eta <= _U * kl)
+    return kl, accepted & _faint_ok(faint, shape[1], spread, kl)
+
+
+def _far_rows(e, be, t, d_lo, d_hi, faint, work):
+    """Rows whose δ span more than NEAR_SPREAD: E and F = e^β in float64, the direct
+    form E(t − 1) + κF everywhere, and the series on [−3/2, 1] for rows with KL
+    below DIRECT_KL (module docs)."""
+    shape = e.shape
+    np.exp(be, out=be)  # F
+    np.exp(e, out=e)  # E
+    sa_hi, sa_lo = _chunked._exact_row_sums(e, work, "ks", levels=1)
+    sa = sa_hi + sa_lo
+    # S_b's rounding moves ĉ by a few u: KL moves by ε²/2 (module docs), negligible.
+    c = np.log(sa) - np.log(be.sum(axis=-1))
+    kappa = np.exp(c)
+    np.subtract(t, c[:, None], out=t)
+    x = np.subtract(t, 1.0, out=work("kx", shape))
+    np.multiply(x, e, out=x)
+    np.multiply(be, kappa[:, None], out=be)
+    np.add(x, be, out=x)
+    kl = np.maximum(x.sum(axis=-1) / sa, 0.0)
+    t_lo, t_hi = d_lo - c, d_hi - c
+    spread = np.maximum(np.abs(t_lo), np.abs(t_hi))
+    hybrid = ~(kl >= DIRECT_KL)
+    if hybrid.any():
+        # The series where −3/2 <= t <= 1 (the direct form loses digits there).
+        rows = slice(None) if hybrid.all() else np.flatnonzero(hybrid)
+        tt, ee, xx = t[rows], e[rows], x[rows]
+        g = _chunked.horner(list(G_POLYNOMIALS[None]), tt, work("kg", tt.shape))
+        y = np.multiply(ee, tt, out=work("ky", tt.shape))
+        np.multiply(y, tt, out=y)
+        np.multiply(g, y, out=g)
+        inside = tt >= _SERIES_LO
+        inside &= tt <= _SERIES_HI
+        np.copyto(xx, g, where=inside)
+        kl[rows] = np.maximum(xx.sum(axis=-1) / sa[rows], 0.0)
+    # ĉ is within a few u of its value: its second-order error needs KL >= 2**-30.
+    accepted = kl >= 2.0**-30
+    return kl, accepted & _faint_ok(faint, shape[1], spread, kl)
 
 
 def long_row(a: np.ndarray, b: np.ndarray) -> tuple[float, bool, bool]:

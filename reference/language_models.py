@@ -96,7 +96,8 @@ def token_kl(
     if a.shape[-1] > _token_kl.LONG_ROW:  # a whole row per block would not stay small
         return _token_kl_long_rows(named, axis, a, b)
     kernel = _token_kl_kernel_narrow if narrow else _token_kl_kernel
-    totals = _chunked.run((a, b), kernel, whole_rows=True)
+    # float32 blocks reach the kernel unconverted: maxima and checks at half the cost.
+    totals = _chunked.run((a, b), kernel, whole_rows=True, keep_float32=narrow)
     if totals.flagged is not None:
         _validate_logits(named, axis)  # raises, naming the entry or row
     kl_hi, kl_lo = totals.total("kl")
@@ -133,6 +134,7 @@ def _token_kl_kernel(blocks: list, work: object, narrow: bool = False) -> _chunk
     kl, accepted = _token_kl.block_rows(a, b, a_max, b_max, work, narrow)
     if not accepted.all():
         rest = ~accepted
+        a, b = _token_kl.as_float64(a, work, "in0"), _token_kl.as_float64(b, work, "in1")
         kl[rest] = _token_kl_whole_row_kernel([a[rest], b[rest]], work, narrow).sums["kl"]
     return _chunked._Record(sums={"kl": kl})
 
