@@ -12,6 +12,7 @@ huge supports) and never silently wrong on bad input.
 - Language models: :func:`token_kl`, :func:`kl_estimate`, :func:`sequence_log_prob`,
   :func:`sequence_log_ratio`.
 - RLHF: :func:`rlhf_optimal_policy`, :func:`rlhf_objective`, :func:`rlhf_optimal_value`.
+- Preference losses: :func:`dpo_loss`, :func:`dpo_implicit_reward`.
 """
 
 from klspec.reference.divergences import cross_entropy, entropy, kl_divergence
@@ -33,6 +34,7 @@ from klspec.reference.noise_models import (
     mse,
     poisson_nll,
 )
+from klspec.reference.preference import dpo_implicit_reward, dpo_loss
 from klspec.reference.rlhf import rlhf_objective, rlhf_optimal_policy, rlhf_optimal_value
 
 __all__ = [
@@ -43,6 +45,8 @@ __all__ = [
     "categorical_log_likelihood",
     "categorical_mle",
     "cross_entropy",
+    "dpo_implicit_reward",
+    "dpo_loss",
     "empirical_distribution",
     "entropy",
     "fit_gaussian_to_mixture",
