@@ -295,6 +295,43 @@ def mp_bernoulli_mle(kw):
     return mpmath.fsum(v) / len(v)
 
 
+def _exact_mp(*values):
+    """The exact sum of ± float64 values (a Fraction) as an mpf at the working precision."""
+    total = sum((Fraction(float(v)) for v in values), Fraction(0))
+    return mpmath.mpf(total.numerator) / total.denominator
+
+
+def mp_dpo_loss(kw):
+    names = ("logp_chosen", "logp_rejected", "ref_logp_chosen", "ref_logp_rejected")
+    beta, eps = mpmath.mpf(float(kw["beta"])), mpmath.mpf(float(kw.get("label_smoothing", 0.0)))
+    out = []
+    for lc, lr, rc, rr in zip(*_bcast(*(kw[n] for n in names)), strict=True):
+        if -mpmath.inf in (lc, rr):  # z = −inf (the sweep never puts −inf on both sides)
+            out.append(mpmath.inf)
+            continue
+        if -mpmath.inf in (lr, rc):  # z = +inf
+            out.append(mpmath.inf if eps > 0 else mpmath.mpf(0))
+            continue
+        z = beta * _exact_mp(lc, -rc, -lr, rr)
+        out.append((1 - eps) * _softplus_mp(-z) + eps * _softplus_mp(z))
+    return out
+
+
+def _softplus_mp(x):
+    return mpmath.log1p(mpmath.exp(x)) if x < 0 else x + mpmath.log1p(mpmath.exp(-x))
+
+
+def mp_dpo_implicit_reward(kw):
+    beta = mpmath.mpf(float(kw["beta"]))
+    out = []
+    for a, b in zip(*_bcast(kw["logp"], kw["ref_logp"]), strict=True):
+        if a == -mpmath.inf or b == -mpmath.inf:
+            out.append(-mpmath.inf if a == -mpmath.inf else mpmath.inf)
+            continue
+        out.append(beta * _exact_mp(a, -b))
+    return out
+
+
 def kl_kw(**kw):
     return lambda: {"p": arr(P), "q": arr(Q), "axis": -1, "base": None, **kw}
 
@@ -313,6 +350,21 @@ def ratio_kw():
 
 def rlhf_kw():
     return {"ref_probs": arr(P), "rewards": arr([0.0, 1.0, -1.0]), "beta": 0.5}
+
+
+def dpo_kw():
+    return {
+        "logp_chosen": arr([-1.0, -2.0, -0.5]),
+        "logp_rejected": arr([-1.5, -0.25, -3.0]),
+        "ref_logp_chosen": arr([-1.25, -1.0, -0.75]),
+        "ref_logp_rejected": arr([-1.0, -0.5, -2.0]),
+        "beta": 0.5,
+        "label_smoothing": 0.25,
+    }
+
+
+def reward_kw():
+    return {"logp": arr([-1.0, -2.0, -0.5]), "ref_logp": arr([-1.5, -0.25, -3.0]), "beta": 0.5}
 
 
 def noise_kw(third: str | None = None, value=None):
@@ -351,6 +403,9 @@ PADDING = (  # the baseline mask selects out position 2
     sp("positive_in_padding", [-1.0, -2.0, 5.0], ANY),
 )
 BROADCASTS = {"zero_d": ANY, "len1": ANY, "col": ANY}  # against the other argument
+# One value per pair (or response): a scalar, a length-1 array and a column broadcast
+# against the other arguments, and −inf is a probability 0 with a defined limit.
+PER_PAIR = {"zero_d": VALUE, "len1": VALUE, "col": VALUE, "neginf_at_1": VALUE}
 REAL, SCALE = "real", "scale"
 
 FUNCTIONS = [
@@ -392,6 +447,13 @@ FUNCTIONS = [
     Fn("rlhf_objective", R.rlhf_objective, lambda: {"policy": arr(Q), **rlhf_kw()},
        (Slot("policy", "dist"), Slot("ref_probs", "dist"), Slot("rewards", REAL),
         Slot("beta", "beta")), "stack", mp_rlhf_objective),
+    Fn("dpo_loss", R.dpo_loss, dpo_kw,
+       (*(Slot(n, "logprob", PER_PAIR) for n in ("logp_chosen", "logp_rejected",
+                                                   "ref_logp_chosen", "ref_logp_rejected")),
+        Slot("beta", "beta"), Slot("label_smoothing", "smoothing")), "stack", mp_dpo_loss),
+    Fn("dpo_implicit_reward", R.dpo_implicit_reward, reward_kw,
+       (Slot("logp", "logprob", PER_PAIR), Slot("ref_logp", "logprob", PER_PAIR),
+        Slot("beta", "beta")), "stack", mp_dpo_implicit_reward),
     Fn("gaussian_nll", R.gaussian_nll, noise_kw("sigma", [1.0, 2.0, 0.5]),
        (Slot("y", REAL), Slot("f", REAL), Slot("sigma", SCALE, {"tile": ERROR})), "sum",
        mp_gaussian_nll),
@@ -617,6 +679,13 @@ SCALAR_SPECIALS = {
         sp("zero", 0.0, ERROR), sp("neg_zero", -0.0, ERROR), sp("negative", -1.0, ERROR),
         sp("subnormal_5e-324", TINY, ANY), sp("tiny_1e-308", SMALL, ANY),
         sp("huge_1e308", HUGE, ANY), sp("max_float", MAXF, ANY), sp("one", 1.0, VALUE),
+    ],
+    "smoothing": [
+        sp("nan", NAN, ERROR), sp("inf", INF, ERROR), sp("neg_inf", -INF, ERROR),
+        sp("negative", -0.25, ERROR), sp("half", 0.5, ERROR), sp("one", 1.0, ERROR),
+        sp("huge_1e308", HUGE, ERROR), sp("zero", 0.0, VALUE),
+        sp("neg_zero", -0.0, VALUE, None, 0.0), sp("subnormal_5e-324", TINY, VALUE),
+        sp("just_below_half", 0.5 - 2**-54, VALUE),
     ],
     "mean": [
         sp("nan", NAN, ERROR), sp("inf", INF, ERROR), sp("neg_inf", -INF, ERROR),
