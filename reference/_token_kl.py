@@ -413,38 +413,41 @@ def _faint_ok(faint: np.ndarray, n: int, spread: np.ndarray, kl: np.ndarray) -> 
 
 
 def _near_rows(e, be, t, d_lo, d_hi, faint, work):
-    """Rows whose δ span at most NEAR_SPREAD: |t| < 1, the series everywhere.
+    """Rows whose δ span at most NEAR_SPREAD: the series everywhere, no e^β at all.
 
-    ``e`` = α, ``be`` = β, ``t`` = δ (overwritten). S_b from float32 exponentials, the
-    shift's error removed by the correction with B = Σ P t̂ (module docs).
+    ``e`` = α, ``t`` = δ (both overwritten; ``be`` unused). For any shift c₀, with
+    t = δ − c₀, X = Σ P t² g(t) and μ₁ = Σ P t: Σ P e^{−t} = 1 − μ₁ + X and
+    KL = μ₁ + log(1 − μ₁ + X) = X − ψ(X − μ₁) (module docs). c₀ = μ − σ²/2 from P's
+    mean and variance of δ makes X − μ₁ small, so μ₁'s rounding barely moves KL.
     """
     shape = e.shape
-    f32 = _float32_buffer(work, "kf", shape)
-    np.copyto(f32, be, casting="unsafe")
-    np.exp(f32, out=f32)
-    sb = f32.sum(axis=-1).astype(np.float64)
-    np.exp(e, out=e)
+    np.exp(e, out=e)  # E
     sa_hi, sa_lo = _chunked._exact_row_sums(e, work, "ks", levels=1)
     sa = sa_hi + sa_lo
-    c = np.log(sa) - np.log(sb)
-    np.subtract(t, c[:, None], out=t)
-    # Rounding is monotonic: the extremes of t̂ = fl(δ − ĉ) are those of δ, shifted.
-    t_lo, t_hi = d_lo - c, d_hi - c
+    y = np.multiply(e, t, out=work("ky", shape))
+    mean = y.sum(axis=-1) / sa
+    np.multiply(y, t, out=y)
+    variance = np.maximum(y.sum(axis=-1) / sa - mean * mean, 0.0)
+    c0 = mean - 0.5 * variance
+    np.subtract(t, c0[:, None], out=t)
+    # Rounding is monotonic: the extremes of t = fl(δ − c₀) are those of δ, shifted.
+    t_lo, t_hi = d_lo - c0, d_hi - c0
     coefficients, covers = g_coefficients(float(t_lo.min()), float(t_hi.max()))
-    if not covers:  # (ĉ far off: not seen) the whole-row method
+    if not covers:  # (not seen: the span is below 1) the whole-row method
         return np.zeros(shape[0]), np.zeros(shape[0], dtype=bool)
-    y = np.multiply(e, t, out=work("ky", shape))  # E t̂
-    b_sum = y.sum(axis=-1)
-    np.multiply(y, t, out=y)  # E t̂²
     g = _chunked.horner(list(coefficients), t, work("kg", shape))
+    np.multiply(e, t, out=y)  # E t
+    mu1 = y.sum(axis=-1) / sa
+    np.multiply(y, t, out=y)  # E t²
     np.multiply(g, y, out=g)
-    total = g.sum(axis=-1) / sa
-    # The correction for ĉ: A − B = e^ε − 1 exactly, KL = A − ψ(A − B).
-    w = total - b_sum / sa
-    kl = np.maximum(total - _psi(w), 0.0)
+    x = g.sum(axis=-1) / sa
+    v = x - mu1
+    kl = np.maximum(x - _psi(v), 0.0)
+    # μ₁ is a signed sum, within η of its value (Σ P|t| <= sqrt(Σ P t²) <= sqrt(2.8 X),
+    # g >= 0.36); ψ moves by at most |v|·η: accepted where that is below u·KL/16.
     spread = np.maximum(np.abs(t_lo), np.abs(t_hi))
-    eta = _U * (math.log2(shape[1]) + 8.0) * (total + spread)
-    accepted = (np.abs(w) <= 2.0**-20) & (16.0 * np.abs(w) * eta <= _U * kl)
+    eta = _U * (math.log2(shape[1]) + 8.0) * np.sqrt(2.8 * x)
+    accepted = (np.abs(v) <= 2.0**-4) & (16.0 * np.abs(v) * eta <= _U * kl) & (kl > 0)
     return kl, accepted & _faint_ok(faint, shape[1], spread, kl)
 
 
