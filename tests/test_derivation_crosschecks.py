@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from scipy import integrate, optimize, special, stats
 
 from klspec.reference import cross_entropy, empirical_distribution, entropy, kl_divergence
-from klspec.spec.derivations import DERIVATIONS, mle, rlhf
+from klspec.spec.derivations import DERIVATIONS, dpo, mle, rlhf
 from klspec.spec.derivations import autoregressive as ar
 from klspec.spec.derivations import cross_entropy as ce
 from klspec.spec.derivations import gaussian_kl as gk
@@ -92,26 +92,67 @@ def test_decomposition_matches_reference(pq):
 # --- Gibbs -----------------------------------------------------------------------------------
 
 
+@st.composite
+def pair_with_zeros(draw, max_size=8):
+    """P, Q on k outcomes with exact zeros: p_i = 0 off P's support, q_i = 0 anywhere."""
+    k = draw(st.integers(1, max_size), label="k")
+    p = draw(
+        st.lists(st.sampled_from([0.0, 1e-3, 0.2, 1.0, 3.0]), min_size=k, max_size=k), label="p"
+    )
+    q = draw(
+        st.lists(st.sampled_from([0.0, 1e-3, 0.2, 1.0, 3.0]), min_size=k, max_size=k), label="q"
+    )
+    p, q = np.array(p), np.array(q)
+    if p.sum() == 0:
+        p[draw(st.integers(0, k - 1), label="p_nonzero")] = 1.0
+    if q.sum() == 0:
+        q[draw(st.integers(0, k - 1), label="q_nonzero")] = 1.0
+    return p / math.fsum(p), q / math.fsum(q)
+
+
 @SETTINGS
-@given(pq=pair())
+@given(pq=pair_with_zeros())
+@example(pq=(np.array([0.5, 0.5, 0.0]), np.array([0.25, 0.25, 0.5])))  # Q(supp P) = 1/2
+@example(pq=(np.array([0.5, 0.5, 0.0]), np.array([0.5, 0.5, 0.0])))  # P = Q with a zero
+@example(pq=(np.array([0.5, 0.5]), np.array([1.0, 0.0])))  # q_j = 0 < p_j: +∞
 def test_gibbs_lower_bound_terms(pq):
     p, q = pq
-    chain = DERIVATIONS["derivation.gibbs"].chains[0]
-    at = {"sizes": {gb.k: len(p)}, "arrays": {gb.p: p, gb.q: q}}
+    d = DERIVATIONS["derivation.gibbs"]
+    reference = float(kl_divergence(p, q))
+    support = p > 0
+    if np.any(q[support] == 0):  # chain 3: the definition's +∞
+        assert reference == math.inf, f"kl(p, q)={reference!r}, but should be inf"
+        return
+    # Chains 1–2 on supp P = {1..m}: q_i = q̃_i/(1 + u), q̃ = Q conditioned on supp P.
+    mass = math.fsum(q[support])
+    at = {
+        "sizes": {gb.m: int(support.sum())},
+        "arrays": {gb.p: p[support], gb.qt: q[support] / mass},
+        "scalars": {gb.u: (1 - mass) / mass},
+    }
+    chain = d.chains[0]
     values = [evaluate(chain.start, **at)]
     relations = []
     for step in chain.steps:
         if step.relation != "⇒":
             values.append(evaluate(step.expr, **at))
             relations.append(step.relation)
-    tol = 1e-14 * (1 + float(np.sum(p * np.abs(np.log(q / p)))))
+    tol = 1e-13 * (1 + float(np.sum(p[support] * np.abs(np.log(q[support] / p[support])))))
+    assert values[0] == pytest.approx(reference, abs=tol), "the derivation's D_KL is not kl(p, q)"
     for before, after, rel in zip(values, values[1:], relations, strict=False):
         if rel == "=":
             assert abs(before - after) <= tol, (before, after)
         else:
             assert before >= after - tol, f"{before!r} {rel} {after!r} fails"
     assert values[-1] == pytest.approx(0.0, abs=tol)
-    assert float(kl_divergence(p, q)) >= 0.0
+    # The equality case: D_KL = Σ p φ(q/p) + 1 − Q(supp P), and it is 0 exactly at P = Q.
+    split = evaluate(d.chains[1].steps[0].expr, **at)
+    assert split == pytest.approx(values[0], abs=tol)
+    assert evaluate(1 - gb.QSupp(), **at) == pytest.approx(1 - mass, abs=1e-15)
+    if np.array_equal(p, q):
+        assert reference == 0.0
+    else:
+        assert reference > 0.0, f"kl(p, q)={reference!r}, but should be > 0 for P != Q"
 
 
 # --- noise models -------------------------------------------------------------------------
@@ -281,6 +322,18 @@ def test_gaussian_kl_closed_form_matches_quadrature(mu1, mu2, s1, s2):
 
     quad, err = integrate.quad(integrand, mu1 - 40 * s1, mu1 + 40 * s1, limit=200, epsabs=1e-12)
     assert closed == pytest.approx(quad, rel=1e-8, abs=1e-10), f"quad error estimate {err}"
+    # Chain 2: the split into (μ₁ − μ₂)²/(2σ₂²) + φ(σ₁²/σ₂²)/2, ≥ 0 and 0 only at equal
+    # parameters (φ(1) = 0 exactly; elsewhere both parts are ≥ 0 and one is > 0).
+    at = {"scalars": {gk.mu1: mu1, gk.mu2: mu2, gk.s1: s1, gk.s2: s2}}
+    split = evaluate(DERIVATIONS["derivation.gaussian_kl"].chains[1].steps[0].expr, **at)
+    assert split == pytest.approx(closed, rel=1e-12, abs=1e-14)
+    assert closed >= 0.0
+    assert _CLOSED(mu1, s1, mu1, s1) == 0.0
+    if (mu1, s1) != (mu2, s2):  # > 0, at 60 digits: a 1-ulp difference gives ~1e-33
+        m1, m2, sd1, sd2 = (mpmath.mpf(v) for v in (mu1, mu2, s1, s2))
+        with mpmath.workdps(60):
+            exact = mpmath.log(sd2 / sd1) + (sd1**2 + (m1 - m2) ** 2) / (2 * sd2**2) - 0.5
+        assert exact > 0, f"KL={exact}, but should be > 0 when the parameters differ"
 
 
 def _grid_fit(density, lo, hi, start):
@@ -432,13 +485,20 @@ def test_sequence_kl_is_expected_token_kl_sum(seed, vocab, length):
     seed=st.integers(0, 2**32 - 1),
     k=st.integers(1, 8),
     beta=st.floats(0.05, 5.0),
+    ref_zeros=st.integers(0, 3),
+    policy_zeros=st.integers(0, 3),
 )
-def test_rlhf_optimum_beats_random_policies(seed, k, beta):
+def test_rlhf_optimum_beats_random_policies(seed, k, beta, ref_zeros, policy_zeros):
     rng = np.random.default_rng(seed)
     rho = rng.dirichlet(np.ones(k))
+    rho[rng.permutation(k)[: min(ref_zeros, k - 1)]] = 0.0  # π_ref with zeros
+    rho /= rho.sum()
     r = rng.uniform(-5, 5, size=k)
-    log_z = float(special.logsumexp(np.log(rho) + r / beta))
-    star = np.exp(np.log(rho) + r / beta - log_z)
+    ref = rho > 0
+    with np.errstate(divide="ignore"):
+        log_rho = np.log(rho)
+    log_z = float(special.logsumexp(log_rho[ref] + r[ref] / beta))
+    star = np.where(ref, np.exp(log_rho + r / beta - log_z), 0.0)  # 0 where π_ref is 0
 
     def objective(pi):
         return float(pi @ r) - beta * float(kl_divergence(pi, rho))
@@ -447,22 +507,31 @@ def test_rlhf_optimum_beats_random_policies(seed, k, beta):
     d = DERIVATIONS["derivation.rlhf_optimum"]
     for _ in range(5):
         pi = rng.dirichlet(np.ones(k) * 0.5)
-        pi = np.clip(pi, 1e-12, None)
+        pi[rng.permutation(k)[: min(policy_zeros, k - 1)]] = 0.0  # the closed simplex
         pi /= pi.sum()
         j = objective(pi)
+        if np.any(pi[~ref] > 0):  # mass where π_ref is 0: D_KL = +∞, J = −∞
+            assert j == -math.inf
+            continue
         assert j <= beta * log_z + 1e-9
         assert j == pytest.approx(beta * log_z - beta * float(kl_divergence(pi, star)), abs=1e-8)
-    # The derivation's own first and last expressions agree at a random policy.
-    pi = rng.dirichlet(np.ones(k))
-    at = {
-        "sizes": {rlhf.K: k},
-        "arrays": {rlhf.pi: pi, rlhf.rho: rho, rlhf.r: r},
-        "scalars": {rlhf.beta: beta},
-    }
-    j_start = evaluate(d.start, **at)
-    j_end = evaluate(d.chains[0].steps[5].expr, **at)  # β log Z − β D_KL(π‖π*)
-    assert j_start == pytest.approx(objective(pi), rel=1e-9, abs=1e-9)
-    assert j_end == pytest.approx(j_start, rel=1e-12, abs=1e-12)
+        # The derivation, on supp π = {1..K} with Z̄ = Z's part from supp π_ref \ supp π.
+        inside, outside = pi > 0, ref & (pi == 0)
+        zbar = float(np.sum(rho[outside] * np.exp(r[outside] / beta)))
+        at = {
+            "sizes": {rlhf.K: int(inside.sum())},
+            "arrays": {rlhf.pi: pi[inside], rlhf.rho: rho[inside], rlhf.r: r[inside]},
+            "scalars": {rlhf.beta: beta, rlhf.Zbar: zbar},
+        }
+        assert evaluate(rlhf.Z(), **at) == pytest.approx(math.exp(log_z), rel=1e-12)
+        j_start = evaluate(rlhf.J(), **at)
+        j_end = evaluate(d.chains[1].steps[5].expr, **at)  # β log Z − β D_KL(π‖π*)
+        assert j_start == pytest.approx(j, rel=1e-9, abs=1e-9)
+        assert j_end == pytest.approx(j_start, rel=1e-12, abs=1e-12)
+        # Gibbs with supports: D_KL(π‖π*) = Σ π φ(π*/π) + Z̄/Z ≥ Z̄/Z, 0 only at π = π*.
+        gap = evaluate(d.chains[0].steps[2].expr, **at)
+        assert gap == pytest.approx(float(kl_divergence(pi, star)), rel=1e-9, abs=1e-12)
+        assert gap >= zbar / math.exp(log_z) - 1e-12
 
 
 # --- the post's numbers ----------------------------------------------------------------------
@@ -505,3 +574,33 @@ def test_weather_numbers_match_the_reference():
     assert rounded - decimal.Decimal("0.168") == decimal.Decimal("0.088")
     assert round(float(kl_divergence(q, p)), 3) == 0.087
     assert round(float(kl_divergence(p, q)), 3) == 0.082
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    beta=st.floats(0.01, 5.0),
+    log_z=st.floats(-50.0, 50.0),
+)
+def test_dpo_loss_is_the_bradley_terry_nll_of_implicit_rewards(seed, beta, log_z):
+    """−log σ(r_w − r_l) with r = β log(π/π_ref) + β log Z is the DPO loss, whatever Z.
+
+    Computed with mpmath at 30 digits from random probabilities: the Bradley–Terry NLL of
+    the implicit rewards (with an arbitrary log Z, which must cancel) against the
+    derivation's last expression, softplus(−β m), evaluated by sympy. Relative 1e-25.
+    """
+    rng = np.random.default_rng(seed)
+    values = [float(v) for v in rng.uniform(1e-6, 1.0, size=4)]
+    with mpmath.workdps(DPS):
+        pw, pl, qw, ql = (mpmath.mpf(v) for v in values)
+        b, z = mpmath.mpf(beta), mpmath.mpf(log_z)
+        rw, rl = b * mpmath.log(pw / qw) + b * z, b * mpmath.log(pl / ql) + b * z
+        bt_nll = -mpmath.log(1 / (1 + mpmath.exp(-(rw - rl))))
+    d = DERIVATIONS["derivation.dpo"]
+    symbols = (dpo.pi[dpo.win], dpo.pi[dpo.lose], dpo.rho[dpo.win], dpo.rho[dpo.lose])
+    at = {k: sp.Float(v, DPS) for k, v in zip(symbols, values, strict=True)} | {
+        dpo.beta: sp.Float(beta, DPS)
+    }
+    loss = sp.N(unfold(d.chains[2].steps[-1].expr).xreplace(at), DPS)
+    with mpmath.workdps(DPS):
+        assert abs(mpmath.mpf(str(loss)) - bt_nll) <= mpmath.mpf("1e-25") * max(1, abs(bt_nll))

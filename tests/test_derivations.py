@@ -56,7 +56,8 @@ from klspec.spec.derivations import gaussian_kl as gk
 from klspec.spec.derivations import moment_matching as mm
 from klspec.spec.derivations import noise_models as nm
 from klspec.spec.derivations.checks import Zero, reduce_to_zero, sums_to_one
-from klspec.spec.derivations.notation import claim
+from klspec.spec.derivations.claims import argmax
+from klspec.spec.derivations.notation import claim, notation
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted((ROOT / "spec" / "derivations").glob("*.py"))
@@ -185,9 +186,46 @@ CONTROLS = [
         "log x ≤ x − 2 instead of x − 1",
         {
             "expr": -sp.Sum(
-                gibbs.p[gibbs.i] * (gibbs.q[gibbs.i] / gibbs.p[gibbs.i] - 2), (gibbs.i, 1, gibbs.k)
+                gibbs.p[gibbs.i] * (gibbs.q(gibbs.i) / gibbs.p[gibbs.i] - 2), (gibbs.i, 1, gibbs.k)
             )
         },
+    ),
+    (
+        "derivation.gibbs",
+        0,
+        5,
+        "Q(supp P) ≤ 1/2 claimed: 1 − Q(supp P) ≥ 1/2",
+        {"expr": _R(1, 2)},
+    ),
+    (
+        "derivation.gibbs",
+        1,
+        1,
+        "equality case without Q(supp P) = 1 (q = p on supp P only)",
+        {
+            "expr": sp.And(
+                sp.Ge(gibbs.KL(), 0),
+                sp.Equivalent(sp.Eq(gibbs.KL(), 0), sp.Eq(gibbs.q(gibbs.i), gibbs.p[gibbs.i])),
+            )
+        },
+    ),
+    (
+        "derivation.gibbs",
+        1,
+        1,
+        "equality case with Q(supp P) = 1/2",
+        {
+            "expr": gibbs.EQUALITY.xreplace(
+                {sp.Eq(gibbs.QSupp(), 1): sp.Eq(gibbs.QSupp(), _R(1, 2))}
+            )
+        },
+    ),
+    (
+        "derivation.gibbs",
+        2,
+        0,
+        "the infinite case's limit claimed to be 0",
+        {"expr": sp.Eq(gibbs.GIBBS.chains[2].steps[0].expr.lhs, 0)},
     ),
     (
         "derivation.mle_forward_kl",
@@ -262,6 +300,34 @@ CONTROLS = [
         },
     ),
     (
+        "derivation.gaussian_kl",
+        1,
+        1,
+        "equality case claimed at σ₁ = 2σ₂",
+        {"expr": gk.EQUALITY.xreplace({sp.Eq(gk.s1, gk.s2): sp.Eq(gk.s1, 2 * gk.s2)})},
+    ),
+    (
+        "derivation.gaussian_kl",
+        1,
+        1,
+        "equality case without μ₁ = μ₂",
+        {
+            "expr": sp.And(
+                sp.Ge(gk.KLnormal(gk.mu1, gk.s1, gk.mu2, gk.s2), 0),
+                sp.Equivalent(
+                    sp.Eq(gk.KLnormal(gk.mu1, gk.s1, gk.mu2, gk.s2), 0), sp.Eq(gk.s1, gk.s2)
+                ),
+            )
+        },
+    ),
+    (
+        "derivation.gaussian_kl",
+        1,
+        0,
+        "log(σ₂/σ₁) read as +½ log(σ₁²/σ₂²)",
+        {"expr": (gk.mu1 - gk.mu2) ** 2 / (2 * gk.s2**2) + rules.LogGap(gk.s2**2 / gk.s1**2) / 2},
+    ),
+    (
         "derivation.moment_matching",
         0,
         2,
@@ -323,14 +389,14 @@ CONTROLS = [
     ),
     (
         "derivation.rlhf_optimum",
-        0,
+        1,
         5,
         "missing constraint Σπ = 1",
         {"check": Proved()},
     ),
     (
         "derivation.rlhf_optimum",
-        0,
+        1,
         3,
         "wrong sign of log Z",
         {
@@ -343,9 +409,52 @@ CONTROLS = [
     (
         "derivation.rlhf_optimum",
         0,
+        3,
+        "D_KL(π‖π*) = 0 claimed from π = π* on supp π alone (Z̄ = 0 dropped)",
+        {
+            "expr": sp.And(
+                sp.Ge(rlhf.KLstar(), 0),
+                sp.Equivalent(sp.Eq(rlhf.KLstar(), 0), sp.Eq(rlhf.pi[rlhf.i], rlhf.PiStar(rlhf.i))),
+            )
+        },
+    ),
+    (
+        "derivation.rlhf_optimum",
+        1,
         6,
-        "Gibbs used as a lower bound",
-        {"relation": "≥"},
+        "π_ref claimed to be the maximiser",
+        {
+            "expr": sp.And(
+                sp.Eq(
+                    argmax(rlhf.J(), rlhf.pi),
+                    notation(
+                        "RefPolicy",
+                        r"\pi_{\mathrm{ref}}",
+                        lambda: sp.Lambda(rlhf.i, rlhf.rho[rlhf.i]),
+                    )(),
+                ),
+                sp.Eq(rlhf.Jstar(), rlhf.beta * sp.log(rlhf.Z())),
+            )
+        },
+    ),
+    (
+        "derivation.rlhf_optimum",
+        1,
+        6,
+        "the optimum's value β log Z claimed as log Z",
+        {
+            "expr": sp.And(
+                sp.Eq(argmax(rlhf.J(), rlhf.pi), rlhf.PiStarPolicy()),
+                sp.Eq(rlhf.Jstar(), sp.log(rlhf.Z())),
+            )
+        },
+    ),
+    (
+        "derivation.rlhf_optimum",
+        2,
+        0,
+        "J → +∞ claimed where π_ref → 0",
+        {"expr": sp.Eq(rlhf.RLHF_OPTIMUM.chains[2].steps[0].expr.lhs, sp.oo)},
     ),
     (
         "derivation.weather_numbers",
@@ -524,7 +633,7 @@ def test_a_constraint_step_that_needs_no_constraint_reports_proved():
 
 
 def test_a_constraint_is_substituted_only_where_it_applies():
-    i, k, p, q = gibbs.i, gibbs.k, gibbs.p, gibbs.q
+    i, k, p, q = ce.i, ce.k, ce.p, ce.q
     # Σq = 1 does not follow from Σp = 1.
     r = _one_step(
         sp.Sum(q[i], (i, 1, k)), sp.S.One, UnderConstraint("Σp = 1", sums_to_one(p, 1, k))
@@ -726,7 +835,7 @@ def test_markdown_puts_justifications_and_levels_beside_the_chain():
     assert "```math\n\\begin{aligned}" in page
     assert "$$" not in page
     assert "| 1.3 | log x ≤ x − 1 at x = q_i/p_i, times p_i > 0, summed, negated | by rule:" in page
-    assert "under constraint Σp = Σq = 1" in page
+    assert "under constraint Σ p = 1 over 1…m" in page
     unchecked = to_markdown(d)
     assert "not checked" in unchecked
     assert "| proved |" not in unchecked
@@ -768,7 +877,7 @@ def test_prove_prints_levels_and_times_and_returns_zero():
     assert main_prove(["kl_cross_entropy", "derivation.gibbs"], out=out) == 0
     text = out.getvalue()
     assert "derivation.gibbs" in text
-    assert "under constraint Σp = Σq = 1" in text
+    assert "under constraint Σ p = 1 over 1…m" in text
     assert re.search(r"\d+\.\d\d s", text)
 
 

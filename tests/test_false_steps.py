@@ -270,6 +270,143 @@ CORPUS += [
     ),
 ]
 
+# --- sums of nonnegative parts, optima read from claims, limits (Gibbs with supports) ------
+
+L_ = sp.Symbol("L", integer=True, nonnegative=True)  # a sum over 1..L may be empty
+_phi = rules.LogGap
+
+
+def _zero_iff(d, *conds):
+    return sp.And(sp.Ge(d, 0), sp.Equivalent(sp.Eq(d, 0), sp.And(*conds)))
+
+
+def _parts(claim):
+    return Step(claim, "sum of nonnegative parts", ByRule(rules.ZERO_IFF_PARTS_ZERO), "⇒")
+
+
+_TWO = _phi(x) + (y - 1) ** 2  # φ(x) ≥ 0 is 0 at x = 1; (y − 1)² at y = 1
+CORPUS += [
+    Row(
+        "DROP_NONNEGATIVE dropped a term of unknown sign",
+        x + y - 1,
+        Step(x, "drop y − 1", ByRule(rules.DROP_NONNEGATIVE), "≥"),
+        Step(x, "drop y", ByRule(rules.DROP_NONNEGATIVE), "≥"),
+        twin_prev=x + y,
+    ),
+    Row(
+        "DROP_NONNEGATIVE counted a sum that may run downwards as ≥ 0",
+        sp.Sum(w[i], (i, 1, K - 2)),
+        Step(sp.S.Zero, "a sum of positive terms", ByRule(rules.DROP_NONNEGATIVE), "≥"),
+        Step(sp.S.Zero, "a sum of positive terms", ByRule(rules.DROP_NONNEGATIVE), "≥"),
+        twin_prev=sp.Sum(w[i], (i, 1, L_)),  # possibly empty, but never negative
+    ),
+    Row(
+        "ZERO_IFF_PARTS_ZERO took a part with a negative weight",
+        _phi(x) - _phi(y) / 2,
+        _parts(_zero_iff(_phi(x) - _phi(y) / 2, sp.Eq(x, 1), sp.Eq(y, 1))),
+        _parts(_zero_iff(_phi(x) + _phi(y) / 2, sp.Eq(x, 1), sp.Eq(y, 1))),
+        twin_prev=_phi(x) + _phi(y) / 2,
+    ),
+    Row(
+        "ZERO_IFF_PARTS_ZERO took a condition that does not make its part vanish",
+        _TWO,
+        _parts(_zero_iff(_TWO, sp.Eq(x, 2), sp.Eq(y, 1))),
+        _parts(_zero_iff(_TWO, sp.Eq(x, 1), sp.Eq(y, 1))),
+    ),
+    Row(
+        "ZERO_IFF_PARTS_ZERO took a rest that may be negative",
+        _phi(x) + y - 1,
+        _parts(_zero_iff(_phi(x) + y - 1, sp.Eq(x, 1), sp.Eq(y, 1))),
+        _parts(_zero_iff(_TWO, sp.Eq(x, 1), sp.Eq(y, 1))),
+        twin_prev=_TWO,
+    ),
+    Row(
+        "ZERO_IFF_PARTS_ZERO: a claim about another expression than the chain's",
+        _TWO,
+        _parts(_zero_iff(_phi(x) + 2 * (y - 1) ** 2, sp.Eq(x, 1), sp.Eq(y, 1))),
+        _parts(_zero_iff(_TWO, sp.Eq(x, 1), sp.Eq(y, 1))),
+    ),
+    Row(
+        "ZERO_IFF_PARTS_ZERO: an equality case that leaves out a part (Q(supp P) = 1)",
+        _TWO,
+        _parts(_zero_iff(_TWO, sp.Eq(x, 1))),
+        _parts(_zero_iff(_TWO, sp.Eq(x, 1), sp.Eq(y, 1))),
+    ),
+    Row(
+        "LIMIT_OF_CHAIN: a limit other than the one sympy computes",
+        x * sp.log(x),
+        Step(
+            sp.Eq(sp.Limit(x * sp.log(x), x, 0, "+"), -sp.oo),
+            "limit",
+            ByRule(rules.LIMIT_OF_CHAIN),
+            "⇒",
+        ),
+        Step(
+            sp.Eq(sp.Limit(x * sp.log(x), x, 0, "+"), 0), "limit", ByRule(rules.LIMIT_OF_CHAIN), "⇒"
+        ),
+    ),
+]
+
+
+def _optimum_rows():
+    from klspec.spec.derivations.notation import notation
+
+    kl = sp.Sum(P[i] * sp.log(P[i] / w[i]), (i, 1, K))  # D_KL(P‖w), 0 exactly at P = w
+    gibbs = _zero_iff(kl, sp.Eq(P[i], w[i]))
+    objective = sp.Symbol("F")
+    at_w = notation("AtW", "F(w)", lambda: x)()  # F(w) written out: x − y·0
+    w_policy = notation("WPolicy", "w", lambda: sp.Lambda(i, w[i]))()
+    u_policy = notation("UPolicy", "u", lambda: sp.Lambda(i, u[i]))()
+
+    def claim(best, value):
+        return Step(
+            sp.And(sp.Eq(argmax(objective, P), best), sp.Eq(at_w, value)),
+            "maximiser",
+            ByRule(rules.OPTIMUM_BY_GIBBS, {"term": kl, "established": gibbs}),
+            "⇒",
+        )
+
+    def ctx(prev, established=(gibbs,)):
+        return Context(same=(objective, prev), established=established)
+
+    good = x - y * kl
+    return [
+        Row(
+            "OPTIMUM_BY_GIBBS: a maximiser other than where the KL vanishes",
+            good,
+            claim(u_policy, x),
+            claim(w_policy, x),
+            context=ctx(good),
+        ),
+        Row(
+            "OPTIMUM_BY_GIBBS: the KL entering with a positive coefficient",
+            x + y * kl,
+            claim(w_policy, x),
+            claim(w_policy, x),
+            context=ctx(x + y * kl),
+            twin_context=ctx(good),
+            twin_prev=good,
+        ),
+        Row(
+            "OPTIMUM_BY_GIBBS: the KL's sign and equality case never established",
+            good,
+            claim(w_policy, x),
+            claim(w_policy, x),
+            context=ctx(good, established=()),
+            twin_context=ctx(good),
+        ),
+        Row(
+            "OPTIMUM_BY_GIBBS: a maximum other than the constant",
+            good,
+            claim(w_policy, 2 * x),
+            claim(w_policy, x),
+            context=ctx(good),
+        ),
+    ]
+
+
+CORPUS += _optimum_rows()
+
 # Twins that start from their own (true) previous line.
 _TWIN_PREV = {
     "divergent integrals were merged as numbers (0 = log 2)": _int1(1 / _x**2)

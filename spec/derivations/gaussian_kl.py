@@ -7,7 +7,7 @@ import sympy as sp
 from klspec.spec.derivations._core import Chain, Derivation, Step
 from klspec.spec.derivations.checks import ByRule, Proved
 from klspec.spec.derivations.notation import Normal, notation
-from klspec.spec.derivations.rules import CHANGE_OF_VARIABLES
+from klspec.spec.derivations.rules import CHANGE_OF_VARIABLES, ZERO_IFF_PARTS_ZERO, LogGap
 
 x = sp.Symbol("x", real=True)
 z = sp.Symbol("z", real=True)
@@ -32,10 +32,17 @@ KLnormal = notation(
 #: The closed form this derivation establishes (used by the numeric cross-check).
 CLOSED_FORM = sp.log(s2 / s1) + (s1**2 + (mu1 - mu2) ** 2) / (2 * s2**2) - sp.Rational(1, 2)
 
+#: What the second chain establishes: the KL is ≥ 0, and 0 exactly at equal parameters.
+EQUALITY = sp.And(
+    sp.Ge(KLnormal(mu1, s1, mu2, s2), 0),
+    sp.Equivalent(sp.Eq(KLnormal(mu1, s1, mu2, s2), 0), sp.And(sp.Eq(mu1, mu2), sp.Eq(s1, s2))),
+)
+
 GAUSSIAN_KL = Derivation(
     id="derivation.gaussian_kl",
     title="KL between two normal distributions, in closed form",
-    statement="D_KL(𝒩(μ₁, σ₁²)‖𝒩(μ₂, σ₂²)) = log(σ₂/σ₁) + (σ₁² + (μ₁ − μ₂)²)/(2σ₂²) − ½.",
+    statement="D_KL(𝒩(μ₁, σ₁²)‖𝒩(μ₂, σ₂²)) = log(σ₂/σ₁) + (σ₁² + (μ₁ − μ₂)²)/(2σ₂²) − ½, "
+    "which is ≥ 0 and is 0 exactly when μ₁ = μ₂ and σ₁ = σ₂.",
     assumptions=("μ₁, μ₂ real; σ₁, σ₂ > 0",),
     symbols={"x": x, "z": z, "mu1": mu1, "mu2": mu2, "sigma1": s1, "sigma2": s2},
     chains=(
@@ -78,10 +85,34 @@ GAUSSIAN_KL = Derivation(
                 ),
             ),
         ),
+        Chain(
+            title="When the closed form is 0",
+            start=CLOSED_FORM,
+            steps=(
+                Step(
+                    (mu1 - mu2) ** 2 / (2 * s2**2) + LogGap(s1**2 / s2**2) / 2,
+                    "with φ(x) = x − 1 − log x at x = σ₁²/σ₂²: log(σ₂/σ₁) = −½ log(σ₁²/σ₂²)",
+                    Proved(),
+                ),
+                Step(
+                    EQUALITY,
+                    "(μ₁ − μ₂)²/(2σ₂²) ≥ 0 is 0 only at μ₁ = μ₂; φ ≥ 0 is 0 only at "
+                    "σ₁²/σ₂² = 1, i.e. σ₁ = σ₂ (both positive)",
+                    ByRule(ZERO_IFF_PARTS_ZERO),
+                    relation="⇒",
+                ),
+            ),
+        ),
     ),
     conclusion="The closed form holds for all real means and positive standard deviations; "
-    "it is 0 exactly when μ₁ = μ₂ and σ₁ = σ₂. (Integrating the unexpanded integrand "
+    "it is ≥ 0, and 0 exactly when μ₁ = μ₂ and σ₁ = σ₂ (chain 2, by the rule for a sum "
+    "of nonnegative parts: sympy checks the lemma φ(x) = x − 1 − log x ≥ 0 with its "
+    "single root x = 1, the signs, and that each condition makes exactly one part "
+    "vanish). (Integrating the unexpanded integrand "
     "directly takes sympy ~10 s and gives a form that evaluates to nan at μ₂ = 0; the "
     "change of variables avoids both.)",
     numeric_crosscheck="tests/test_derivation_crosschecks.py::test_gaussian_kl_closed_form_matches_quadrature",
+    honesty="The change of variables and the equality case are 'by rule': the first "
+    "rests on sympy's Integral.transform for an increasing affine map, the second on the "
+    "fact that a sum of nonnegative parts is 0 exactly when each part is.",
 )

@@ -515,3 +515,322 @@ SPECIALISE = Rule(
     relation="⇒",
     preconditions=_specialise_preconditions,
 )
+
+
+# ---------------------------------------------------------------------------
+# Sums of nonnegative parts, optima and limits read from structured claims
+# (derivation.gibbs, derivation.rlhf_optimum, derivation.gaussian_kl)
+# ---------------------------------------------------------------------------
+
+from klspec.spec.derivations import checks as _checks  # noqa: E402
+from klspec.spec.derivations import claims as _claims  # noqa: E402
+from klspec.spec.derivations.notation import notation  # noqa: E402
+
+#: φ(x) = x − 1 − log x, the gap in log x ≤ x − 1: φ ≥ 0 on x > 0, = 0 only at x = 1.
+LogGap = notation(
+    "LogGap",
+    lambda printer, x: rf"\varphi\left({printer._print(x)}\right)",
+    lambda x: x - 1 - sp.log(x),
+    nargs=1,
+)
+
+
+def _finite_upward(limit) -> list[_checks.Obligation]:
+    _, lo, hi = limit
+    return [
+        Satisfies(hi - lo, "integer", f"the sum over {sp.sstr(lo)}..{sp.sstr(hi)} is finite"),
+        Satisfies(
+            hi - lo + 1, "nonnegative", f"the sum runs upwards ({sp.sstr(lo)} ≤ {sp.sstr(hi)} + 1)"
+        ),
+    ]
+
+
+def _hide_sums(e: sp.Basic) -> sp.Basic:
+    """``e`` with each finite sum running upwards whose terms are > 0 replaced by a
+    symbol ≥ 0 (> 0 when the sum has at least one term), innermost first."""
+
+    def hide(s: sp.Sum) -> sp.Basic:
+        lengths = [hi - lo + 1 for _, lo, hi in s.limits]
+        if not all(n.is_integer and n.is_nonnegative for n in lengths):
+            return s
+        if s.function.is_positive is not True:
+            return s
+        if all(n.is_positive for n in lengths):
+            return sp.Dummy(positive=True)
+        return sp.Dummy(nonnegative=True)
+
+    return e.replace(lambda a: isinstance(a, sp.Sum), hide)
+
+
+class Sign(_checks.Obligation):
+    """``expr`` > 0 (``strict``) or ≥ 0 by sympy's assumptions, where a finite sum
+    running upwards whose terms are > 0 counts as > 0, or as ≥ 0 when it may be empty:
+    sympy does not know that Σ_{j=1}^{L} a_j ≥ 0 for a_j > 0 and L ≥ 0."""
+
+    def __init__(self, expr: sp.Basic, what: str, *, strict: bool = False) -> None:
+        self.expr, self.what, self.strict = expr, what, strict
+
+    def discharge(self) -> tuple[bool, str]:
+        e = unfold(sp.sympify(self.expr))
+        wrong = _checks.bound_range_errors(e)
+        if wrong:
+            return False, f"{self.what}: {'; '.join(wrong)}"
+        if e.is_number and not e.is_Rational:
+            return False, f"{self.what}: {sp.sstr(e)} is a closed number; its sign would be numeric"
+        sign, word = ("is_positive", ">") if self.strict else ("is_nonnegative", "≥")
+        hidden = _hide_sums(e)
+        for form in (hidden, sp.simplify(hidden), sp.factor(sp.simplify(hidden))):
+            if getattr(form, sign) is True:
+                return True, f"{self.what}: {sp.sstr(e)} {word} 0"
+        return False, f"{self.what}: sympy cannot decide that {sp.sstr(e)} {word} 0"
+
+
+def Nonnegative(expr: sp.Basic, what: str) -> Sign:
+    """``expr`` ≥ 0 (:class:`Sign`)."""
+    return Sign(expr, what)
+
+
+#: A ≥ B when A − B ≥ 0 by the declared assumptions.
+DROP_NONNEGATIVE = Rule(
+    name="drop a nonnegative term",
+    statement="A ≥ B when A − B ≥ 0, which sympy's assumption system decides from the "
+    "declared assumptions (a finite sum of terms ≥ 0 counts as ≥ 0).",
+    relation="≥",
+    preconditions=lambda prev, new: [
+        Nonnegative(prev - new, f"previous − new = {sp.sstr(prev - new)} ≥ 0")
+    ],
+)
+
+
+class _OnChain(_checks.Obligation):
+    """``expr`` is the chain's: in ``context().same`` (the previous line alone when a
+    step is checked outside a derivation), or an earlier all-"=" chain's start whose
+    proved result is (``context().known``)."""
+
+    def __init__(self, expr: sp.Basic, prev: sp.Basic, what: str) -> None:
+        self.expr, self.prev, self.what = expr, prev, what
+
+    def discharge(self) -> tuple[bool, str]:
+        ctx = _claims.context()
+        same = ctx.same or (self.prev,)
+        if self.expr in same:
+            return True, f"{self.what}: {sp.sstr(self.expr)} is the chain's expression"
+        if self.expr in ctx.known and ctx.known[self.expr] in same:
+            return True, (
+                f"{self.what}: {sp.sstr(self.expr)} = {sp.sstr(ctx.known[self.expr])} by an "
+                "earlier chain, which this chain starts from"
+            )
+        return False, f"{self.what}: {sp.sstr(self.expr)} is not the chain's expression"
+
+
+class _Established(_checks.Obligation):
+    """``claim`` is a consequence checked earlier in the derivation."""
+
+    def __init__(self, claim: sp.Basic, what: str) -> None:
+        self.claim, self.what = claim, what
+
+    def discharge(self) -> tuple[bool, str]:
+        if self.claim in _claims.context().established:
+            return True, f"{self.what}: checked earlier in this derivation"
+        return False, f"{self.what}: {sp.sstr(self.claim)} was not established earlier"
+
+
+def _divides_as_zero(part: sp.Basic, cond: sp.Basic, powers=(1,)):
+    """h with part = h·d, h > 0 and d one of ±(L − R)^k (k in ``powers``), or None.
+
+    Then part = 0 exactly when L = R (the condition ``cond``, an ``Eq``).
+    """
+    if not isinstance(cond, sp.Eq):
+        return None
+    for d in [s * (cond.lhs - cond.rhs) ** k for k in powers for s in (1, -1)]:
+        h = sp.factor(sp.simplify(unfold(part) / unfold(d)))
+        if sp.simplify(_hide_sums(h)).is_positive is True:
+            return h, d
+    return None
+
+
+def _zero_iff_claim(new: sp.Basic):
+    """(D, conditions) from And(D ≥ 0, Equivalent(D = 0, And(conditions)))."""
+    parts = _claims.components(new)
+    ge = [c for c in parts if isinstance(c, sp.GreaterThan) and c.rhs == 0]
+    eqv = [c for c in parts if isinstance(c, sp.Equivalent)]
+    if len(parts) != 2 or len(ge) != 1 or len(eqv) != 1:
+        raise RuleDoesNotApply(
+            f"the claim must read D ≥ 0 ∧ (D = 0 ⟺ conditions), not {sp.sstr(new)}"
+        )
+    d = ge[0].lhs
+    sides = list(eqv[0].args)
+    zero = [s for s in sides if isinstance(s, sp.Eq) and s.lhs == d and s.rhs == 0]
+    if len(sides) != 2 or not zero:
+        raise RuleDoesNotApply(f"the equivalence must read {sp.sstr(d)} = 0 ⟺ conditions")
+    sides.remove(zero[0])
+    conds = list(_claims.components(sides[0]))
+    if not all(isinstance(c, sp.Eq) for c in conds):
+        raise RuleDoesNotApply(f"each condition must be an equation L = R, not {sp.sstr(sides[0])}")
+    return d, conds
+
+
+def _gap_terms(prev: sp.Basic):
+    """[(term, weight, x, limit or None)] for the terms w·φ(x) or Σ w·φ(x) of prev."""
+    out = []
+    for term in sp.Add.make_args(prev):
+        sums = [f for f in sp.Mul.make_args(term) if isinstance(f, sp.Sum)]
+        if len(sums) == 1 and len(sums[0].limits) == 1:
+            outer = term / sums[0]
+            body, limit = sums[0].function, sums[0].limits[0]
+        else:
+            outer, body, limit = sp.S.One, term, None
+        gaps = [f for f in sp.Mul.make_args(body) if isinstance(f, LogGap)]
+        if len(gaps) == 1:
+            out.append((term, outer * body / gaps[0], gaps[0].args[0], limit))
+    return out
+
+
+def _zero_iff_preconditions(prev, new):
+    d, conds = _zero_iff_claim(new)
+    x = sp.Symbol("x", positive=True)
+    checks: list[_checks.Obligation] = [
+        _OnChain(d, prev, "D is the chain's expression"),
+        Minimum(LogGap(x), x, sp.Interval.open(0, sp.oo), 0, "lemma: φ(x) = x − 1 − log x ≥ 0"),
+        Solves((LogGap(x),), (x,), {x: sp.S.One}, "lemma: φ(x) = 0 only at x = 1"),
+    ]
+    terms = _gap_terms(prev)
+    rest = prev - sum((t for t, *_ in terms), sp.S.Zero)
+    unused = list(conds)
+
+    def match(part, powers, what):
+        for c in unused:
+            found = _divides_as_zero(part, c, powers)
+            if found is not None:
+                h, dd = found
+                unused.remove(c)
+                checks.append(Zero(part - h * dd, f"{what} = {sp.sstr(h)}·({sp.sstr(dd)})"))
+                checks.append(Sign(h, f"so {what} = 0 exactly when {sp.sstr(c)}", strict=True))
+                return
+        raise RuleDoesNotApply(f"no condition of the claim says when {what} = {sp.sstr(part)} is 0")
+
+    for _, weight, arg, limit in terms:
+        checks.append(Sign(weight, f"weight {sp.sstr(weight)} > 0", strict=True))
+        checks.append(Sign(arg, f"φ's argument {sp.sstr(arg)} > 0", strict=True))
+        if limit is not None:
+            checks.extend(_finite_upward(limit))
+        match(arg - 1, (1,), f"{sp.sstr(arg)} − 1")
+    if rest != 0:
+        checks.append(Nonnegative(rest, f"the rest {sp.sstr(rest)} ≥ 0"))
+        match(rest, (1, 2), "the rest")
+    if unused:
+        raise RuleDoesNotApply(f"conditions {', '.join(map(sp.sstr, unused))} match no part")
+    if not terms:
+        raise RuleDoesNotApply("no term w·φ(x) or Σ w·φ(x) in the previous line")
+    return checks
+
+
+#: D = Σ w_i φ(x_i) + rest with w_i > 0 and rest ≥ 0: D ≥ 0, and D = 0 iff every x_i = 1
+#: and rest = 0.
+ZERO_IFF_PARTS_ZERO = Rule(
+    name="sum of nonnegative parts: ≥ 0, = 0 iff each part is 0",
+    statement="φ(x) = x − 1 − log x ≥ 0 for x > 0, with φ(x) = 0 only at x = 1 (sympy: "
+    "its minimum over x > 0 is 0 and φ = 0 has the single root 1). If the previous line "
+    "D is a sum of terms w·φ(x) and finite sums Σ_i w_i φ(x_i) (running upwards) with "
+    "weights w > 0, plus a rest ≥ 0, then D ≥ 0, and D = 0 exactly when every x = 1 "
+    "and the rest is 0. The claim D ≥ 0 ∧ (D = 0 ⟺ conditions) is read as written: D "
+    "must be the chain's expression (or an earlier chain's start whose result it is), "
+    "and each condition L = R must be equivalent to one part vanishing, checked as "
+    "x − 1 = h·(±(L − R)) or rest = h·(±(L − R))^k with h > 0, k ∈ {1, 2}; every "
+    "part has exactly one condition. A condition with a free index holds for every "
+    "index of its sum.",
+    relation="⇒",
+    preconditions=_zero_iff_preconditions,
+)
+
+
+def _optimum_by_gibbs(prev, new, *, term, established):
+    parts = _claims.components(new)
+    opt = [c for c in parts if isinstance(c, sp.Eq) and isinstance(c.lhs, _claims.Argmax)]
+    value = [c for c in parts if c not in opt]
+    if len(parts) != 2 or len(opt) != 1 or len(value) != 1 or not isinstance(value[0], sp.Eq):
+        raise RuleDoesNotApply(
+            f"the claim must read argmax(F, vars) = S ∧ F(S) = V, not {sp.sstr(new)}"
+        )
+    (opt,), (value,) = opt, value
+    objective, over, best = opt.lhs.objective, opt.lhs.over, opt.rhs
+    if established not in _claims.context().established:
+        raise RuleDoesNotApply("the KL's sign and equality case must be a claim checked earlier")
+    d, conds = _zero_iff_claim(established)
+    if d != term:
+        raise RuleDoesNotApply(f"the established claim is about {sp.sstr(d)}, not {sp.sstr(term)}")
+    a, c = _affine_parts(prev, term)
+    names = ", ".join(map(sp.sstr, over))
+    index = [v for v in over if isinstance(v, sp.IndexedBase)]
+    componentwise = [
+        cond
+        for cond in conds
+        for base in index
+        if any(isinstance(s, sp.Indexed) and s.base == base for s in (cond.lhs, cond.rhs))
+    ]
+    if len(componentwise) != 1:
+        raise RuleDoesNotApply(f"no condition of the established claim fixes {names}")
+    (cond,) = componentwise
+    (var,) = [s for s in (cond.lhs, cond.rhs) if isinstance(s, sp.Indexed) and s.base in index]
+    other = cond.rhs if var == cond.lhs else cond.lhs
+    if not isinstance(unfold(best), sp.Lambda):
+        raise RuleDoesNotApply(f"the maximiser {sp.sstr(best)} must unfold to i ↦ S_i")
+    # At the maximiser D = 0, so the other conditions hold there: a condition s = v on a
+    # symbol (a support's mass) is substituted before the value is compared.
+    at = {
+        cond.lhs: cond.rhs
+        for cond in conds
+        if cond not in componentwise and isinstance(cond.lhs, sp.Symbol)
+    }
+    where = (
+        f" where {', '.join(f'{sp.sstr(k)} = {sp.sstr(v)}' for k, v in at.items())}" if at else ""
+    )
+    return [
+        _OnChain(objective, prev, "the objective maximised is the chain's"),
+        _Established(established, f"{sp.sstr(term)} ≥ 0, = 0 exactly under its conditions"),
+        Positive(-a, f"the KL term's coefficient {sp.sstr(a)} < 0"),
+        FreeOf(c, over, f"the rest {sp.sstr(c)} does not depend on {names}"),
+        Zero(unfold(best)(*var.indices) - other, f"the claimed maximiser is {sp.sstr(other)}"),
+        Zero(
+            unfold(value.lhs - value.rhs).xreplace(at),
+            f"{sp.sstr(value.lhs)} = {sp.sstr(value.rhs)}{where}",
+        ),
+        Zero(unfold(value.rhs - c).xreplace(at), f"the value is the rest {sp.sstr(c)}{where}"),
+    ]
+
+
+#: F = c − a·D with a > 0 and D ≥ 0, = 0 exactly when P = Q: argmax F = Q, max F = c.
+OPTIMUM_BY_GIBBS = Rule(
+    name="maximiser of c − a·D_KL(P‖Q), a > 0",
+    statement="If F(P) = c − a·D(P) with a > 0 and c free of P, and D(P) ≥ 0 with D(P) "
+    "= 0 exactly under stated conditions (a claim checked earlier in the derivation, "
+    "e.g. by Gibbs' inequality), then F ≤ c, and the maximisers of F are the P meeting "
+    "those conditions. The claim argmax_P F = S ∧ F(S) = V is read as written: F must "
+    "be the chain's expression and the previous line c − a·D; the one condition on P's "
+    "entries must be P_i = S_i; V must equal both F(S), written out, and c, where the "
+    "earlier claim's other conditions (s = v on a symbol, e.g. a support's missing mass "
+    "= 0) hold. Those other conditions are taken from the earlier claim as part of what "
+    "P = S means; this rule does not re-derive them.",
+    relation="⇒",
+    preconditions=_optimum_by_gibbs,
+)
+
+
+def _limit_preconditions(prev, new):
+    if not (isinstance(new, sp.Eq) and isinstance(new.lhs, sp.Limit)):
+        raise RuleDoesNotApply(f"the claim must read lim F = L, not {sp.sstr(new)}")
+    f, var, point, side = new.lhs.args
+    return [
+        _OnChain(f, prev, "F is the chain's expression"),
+        LimitIs(f, var, point, str(side), new.rhs, f"lim {var} → {point}{side} of F"),
+    ]
+
+
+#: lim F = L, computed by sympy, for the chain's F.
+LIMIT_OF_CHAIN = Rule(
+    name="a limit sympy computes",
+    statement="lim_{t→t₀} F(t) = L where F is the chain's expression and sympy's limit "
+    "of F is exactly L (+∞ allowed).",
+    relation="⇒",
+    preconditions=_limit_preconditions,
+)
