@@ -313,10 +313,8 @@ CONTROLS = [
         "equality case without μ₁ = μ₂",
         {
             "expr": sp.And(
-                sp.Ge(gk.KLnormal(gk.mu1, gk.s1, gk.mu2, gk.s2), 0),
-                sp.Equivalent(
-                    sp.Eq(gk.KLnormal(gk.mu1, gk.s1, gk.mu2, gk.s2), 0), sp.Eq(gk.s1, gk.s2)
-                ),
+                sp.Ge(gk.KL12(), 0),
+                sp.Equivalent(sp.Eq(gk.KL12(), 0), sp.Eq(gk.s1, gk.s2)),
             )
         },
     ),

@@ -32,10 +32,17 @@ KLnormal = notation(
 #: The closed form this derivation establishes (used by the numeric cross-check).
 CLOSED_FORM = sp.log(s2 / s1) + (s1**2 + (mu1 - mu2) ** 2) / (2 * s2**2) - sp.Rational(1, 2)
 
+#: D_KL(P₁‖P₂) with P₁ = 𝒩(μ₁, σ₁²), P₂ = 𝒩(μ₂, σ₂²): a short name for the second chain.
+KL12 = notation(
+    "KLnormal12",
+    r"D_{\mathrm{KL}}\left(P_{1} \,\|\, P_{2}\right)",
+    lambda: KLnormal(mu1, s1, mu2, s2),
+)
+
 #: What the second chain establishes: the KL is ≥ 0, and 0 exactly at equal parameters.
 EQUALITY = sp.And(
-    sp.Ge(KLnormal(mu1, s1, mu2, s2), 0),
-    sp.Equivalent(sp.Eq(KLnormal(mu1, s1, mu2, s2), 0), sp.And(sp.Eq(mu1, mu2), sp.Eq(s1, s2))),
+    sp.Ge(KL12(), 0),
+    sp.Equivalent(sp.Eq(KL12(), 0), sp.And(sp.Eq(mu1, mu2), sp.Eq(s1, s2))),
 )
 
 GAUSSIAN_KL = Derivation(
@@ -86,7 +93,7 @@ GAUSSIAN_KL = Derivation(
             ),
         ),
         Chain(
-            title="When the closed form is 0",
+            title="When it is 0, for P₁ = 𝒩(μ₁, σ₁²) and P₂ = 𝒩(μ₂, σ₂²)",
             start=CLOSED_FORM,
             steps=(
                 Step(

@@ -22,7 +22,7 @@ K = sp.Symbol("K", integer=True, positive=True)
 pi = sp.IndexedBase("pi", positive=True)  # the policy π(y_i | x) on supp π
 rho = sp.IndexedBase("rho", positive=True)  # the reference π_ref(y_i | x) on supp π
 r = sp.IndexedBase("r", real=True)  # the reward r(x, y_i)
-#: Z's part from supp π_ref \ supp π (the responses π_ref allows and π gives 0):
+#: Z's part from supp π_ref ∖ supp π (the responses π_ref allows and π gives 0):
 #: Σ π_ref(y) e^{r(y)/β} over them, ≥ 0 (0 when π has all of supp π_ref).
 Zbar = sp.Symbol(r"\bar{Z}", nonnegative=True)
 beta = sp.Symbol("beta", positive=True)
@@ -96,7 +96,7 @@ RLHF_OPTIMUM = Derivation(
     assumptions=(
         "responses numbered so that supp π = {1, …, K} (K ≥ 1 symbolic) ⊆ supp π_ref; "
         "π_ref(y_i) = ρ_i > 0 there; rewards r_i real; β > 0; Z = Σ_{j ≤ K} ρ_j e^{r_j/β} "
-        "+ Z̄, where Z̄ ≥ 0 is the part of Z from supp π_ref \\ supp π (Z̄ = 0 exactly "
+        "+ Z̄, where Z̄ ≥ 0 is the part of Z from supp π_ref ∖ supp π (Z̄ = 0 exactly "
         "when supp π = supp π_ref)",
         "sums run over supports: terms with π(y) = 0 contribute 0 to E_π[r] and to both "
         "KLs (0·log 0 = 0), and responses outside supp π_ref have π* = 0",

@@ -524,7 +524,7 @@ SPECIALISE = Rule(
 
 from klspec.spec.derivations import checks as _checks  # noqa: E402
 from klspec.spec.derivations import claims as _claims  # noqa: E402
-from klspec.spec.derivations.notation import notation  # noqa: E402
+from klspec.spec.derivations.notation import Notation, notation  # noqa: E402
 
 #: φ(x) = x − 1 − log x, the gap in log x ≤ x − 1: φ ≥ 0 on x > 0, = 0 only at x = 1.
 LogGap = notation(
@@ -613,13 +613,18 @@ class _OnChain(_checks.Obligation):
     def discharge(self) -> tuple[bool, str]:
         ctx = _claims.context()
         same = ctx.same or (self.prev,)
-        if self.expr in same:
-            return True, f"{self.what}: {sp.sstr(self.expr)} is the chain's expression"
-        if self.expr in ctx.known and ctx.known[self.expr] in same:
-            return True, (
-                f"{self.what}: {sp.sstr(self.expr)} = {sp.sstr(ctx.known[self.expr])} by an "
-                "earlier chain, which this chain starts from"
-            )
+        # A notation is its definition: a short name for the chain's expression is it.
+        names = [self.expr]
+        while isinstance(names[-1], Notation):
+            names.append(names[-1].unfold())
+        for e in names:
+            if e in same:
+                return True, f"{self.what}: {sp.sstr(self.expr)} is the chain's expression"
+            if e in ctx.known and ctx.known[e] in same:
+                return True, (
+                    f"{self.what}: {sp.sstr(self.expr)} = {sp.sstr(ctx.known[e])} by an "
+                    "earlier chain, which this chain starts from"
+                )
         return False, f"{self.what}: {sp.sstr(self.expr)} is not the chain's expression"
 
 
@@ -734,7 +739,8 @@ ZERO_IFF_PARTS_ZERO = Rule(
     "D is a sum of terms w·φ(x) and finite sums Σ_i w_i φ(x_i) (running upwards) with "
     "weights w > 0, plus a rest ≥ 0, then D ≥ 0, and D = 0 exactly when every x = 1 "
     "and the rest is 0. The claim D ≥ 0 ∧ (D = 0 ⟺ conditions) is read as written: D "
-    "must be the chain's expression (or an earlier chain's start whose result it is), "
+    "must be the chain's expression (or an earlier chain's start whose result it is, or "
+    "a notation defined as one of these), "
     "and each condition L = R must be equivalent to one part vanishing, checked as "
     "x − 1 = h·(±(L − R)) or rest = h·(±(L − R))^k with h > 0, k ∈ {1, 2}; every "
     "part has exactly one condition. A condition with a free index holds for every "
