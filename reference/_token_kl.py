@@ -380,19 +380,30 @@ def block_rows(
     e = np.subtract(a, m_a[:, None], out=work("ka", shape))
     be = np.subtract(b, m_b[:, None], out=work("kb", shape))
     np.subtract(e, be, out=t)
-    d_lo, d_hi = t.min(axis=-1), t.max(axis=-1)
     # Tokens with e^α or e^β below 2**-1000 (underflowing) are dropped from the sums:
     # their terms, at most n·2**-1000·(|t| + 2) in all, must be negligible next to KL.
     faint = np.maximum(m_a - lo_a, m_b - lo_b) > 690.0
+    # A sample of δ (every 16th token) tells rows surely far apart from the others: for
+    # those a bound on δ's range (|δ| <= the larger logit span) does, without a pass.
+    sample = t[:, ::16]
+    if ((sample.max(axis=-1) - sample.min(axis=-1)) <= NEAR_SPREAD).any():
+        d_lo, d_hi = t.min(axis=-1), t.max(axis=-1)
+    else:
+        d_hi = np.maximum(m_a - lo_a, m_b - lo_b)
+        d_lo = -d_hi
     near = (d_hi - d_lo) <= NEAR_SPREAD
-    if near.all() or not near.any():
-        method = _near_rows if near[0] else _far_rows
-        return method(e, be, t, d_lo, d_hi, faint, work)
+    # The sample also guesses (checked later) whether most tokens fall in the series
+    # region: within 1.25 of the sample's mean.
+    spread = np.abs(sample - sample.mean(axis=-1, keepdims=True))
+    mostly_inside = np.count_nonzero(spread > 1.25, axis=-1) <= MID_OUTSIDE * sample.shape[1]
+    kind = np.where(near, 0, np.where(mostly_inside, 1, 2))
+    methods = (_near_rows, _mid_rows, _far_rows)
+    if (kind == kind[0]).all():
+        return methods[kind[0]](e, be, t, d_lo, d_hi, faint, work)
     kl, accepted = np.empty(shape[0]), np.empty(shape[0], dtype=bool)
-    for r in range(shape[0]):  # a block of rows of both kinds (two rows at most, mostly)
+    for r in range(shape[0]):  # a block of rows of different kinds (two rows, mostly)
         rows = slice(r, r + 1)
-        method = _near_rows if near[r] else _far_rows
-        kl[rows], accepted[rows] = method(
+        kl[rows], accepted[rows] = methods[kind[r]](
             e[rows], be[rows], t[rows], d_lo[rows], d_hi[rows], faint[rows], work
         )
     return kl, accepted
@@ -452,19 +463,22 @@ def _near_rows(e, be, t, d_lo, d_hi, faint, work):
 
 
 def _far_rows(e, be, t, d_lo, d_hi, faint, work):
-    """Rows whose δ span more than NEAR_SPREAD: E and F = e^β in float64, the direct
-    form E(t − 1) + κF everywhere, and the series on [−3/2, 1] for rows with KL
-    below DIRECT_KL (module docs)."""
-    shape = e.shape
-    np.exp(be, out=be)  # F
+    """Rows whose δ span more than NEAR_SPREAD, most tokens outside the series region:
+    E and F = e^β in float64, the direct form E(t − 1) + κF everywhere, and the series
+    on [−3/2, 1] for rows with KL below DIRECT_KL (module docs)."""
     np.exp(e, out=e)  # E
     sa_hi, sa_lo = _chunked._exact_row_sums(e, work, "ks", levels=1)
-    sa = sa_hi + sa_lo
+    return _direct_rows(e, sa_hi + sa_lo, be, t, d_lo, d_hi, faint, work)
+
+
+def _direct_rows(e, sa, be, t, d_lo, d_hi, faint, work):
+    """:func:`_far_rows` once E (``e``) and S_a are known; ``be`` = β, ``t`` = δ."""
+    shape = e.shape
+    np.exp(be, out=be)  # F
     # S_b's rounding moves ĉ by a few u: KL moves by ε²/2 (module docs), negligible.
     c = np.log(sa) - np.log(be.sum(axis=-1))
     kappa = np.exp(c)
-    np.subtract(t, c[:, None], out=t)
-    x = np.subtract(t, 1.0, out=work("kx", shape))
+    x = np.subtract(t, (c + 1.0)[:, None], out=work("kx", shape))  # t − 1 = δ − (c + 1)
     np.multiply(x, e, out=x)
     np.multiply(be, kappa[:, None], out=be)
     np.add(x, be, out=x)
@@ -473,20 +487,101 @@ def _far_rows(e, be, t, d_lo, d_hi, faint, work):
     spread = np.maximum(np.abs(t_lo), np.abs(t_hi))
     hybrid = ~(kl >= DIRECT_KL)
     if hybrid.any():
-        # The series where −3/2 <= t <= 1 (the direct form loses digits there).
         rows = slice(None) if hybrid.all() else np.flatnonzero(hybrid)
-        tt, ee, xx = t[rows], e[rows], x[rows]
-        g = _chunked.horner(list(G_POLYNOMIALS[None]), tt, work("kg", tt.shape))
-        y = np.multiply(ee, tt, out=work("ky", tt.shape))
-        np.multiply(y, tt, out=y)
-        np.multiply(g, y, out=g)
-        inside = tt >= _SERIES_LO
-        inside &= tt <= _SERIES_HI
-        np.copyto(xx, g, where=inside)
-        kl[rows] = np.maximum(xx.sum(axis=-1) / sa[rows], 0.0)
+        tt = np.subtract(t[rows], c[rows, None], out=t[rows])
+        kl[rows] = _hybrid_sums(tt, e[rows], x[rows], work) / sa[rows]
     # ĉ is within a few u of its value: its second-order error needs KL >= 2**-30.
     accepted = kl >= 2.0**-30
     return kl, accepted & _faint_ok(faint, shape[1], spread, kl)
+
+
+#: Far rows with at most this fraction of their tokens outside the series region take
+#: :func:`_mid_rows` (e^β for those tokens only), the others :func:`_far_rows`.
+MID_OUTSIDE = 0.5
+
+
+def _mid_rows(e, be, t, d_lo, d_hi, faint, work):
+    """Far rows with most tokens inside the series region: the series everywhere but on
+    the tokens outside −3/2 <= t <= 1, whose direct terms need e^β in float64; S_b from
+    float32 exponentials, the shift's error removed by the correction with
+    B = Σ P t̂ (module docs). Rows with more tokens outside go to :func:`_direct_rows`."""
+    shape = e.shape
+    f32 = _float32_buffer(work, "kf", shape)
+    np.copyto(f32, be, casting="unsafe")
+    np.exp(f32, out=f32)
+    sb = f32.sum(axis=-1).astype(np.float64)
+    np.exp(e, out=e)
+    sa_hi, sa_lo = _chunked._exact_row_sums(e, work, "ks", levels=1)
+    sa = sa_hi + sa_lo
+    c = np.log(sa) - np.log(sb)
+    tt = np.subtract(t, c[:, None], out=work("kx", shape))  # t̂ (δ is kept)
+    inside = tt >= _SERIES_LO
+    inside &= tt <= _SERIES_HI
+    outside = tt.size - np.count_nonzero(inside)
+    if outside > MID_OUTSIDE * tt.size:
+        return _direct_rows(e, sa, be, t, d_lo, d_hi, faint, work)
+    kappa = np.exp(c)
+    idx = np.flatnonzero(~inside)
+    flat_t, flat_e = tt.reshape(-1), e.reshape(-1)
+    t_out, e_out = flat_t[idx], flat_e[idx]
+    flat_t[idx] = 0.0  # series terms 0 there; the polynomial covers the others' range
+    t_min, t_max = float(tt.min()), float(tt.max())
+    coefficients, _ = g_coefficients(t_min, t_max)
+    g = _chunked.horner(list(coefficients), tt, work("kg", shape))
+    y = np.multiply(e, tt, out=work("ky", shape))  # E t̂
+    y.reshape(-1)[idx] = e_out * t_out
+    b_sum = y.sum(axis=-1)
+    np.multiply(y, tt, out=y)  # E t̂² (0 outside)
+    np.multiply(g, y, out=g)
+    rows_out = idx // shape[1]
+    f_out = np.exp(be.reshape(-1)[idx])
+    g.reshape(-1)[idx] = e_out * (t_out - 1.0) + kappa[rows_out] * f_out
+    total = g.sum(axis=-1) / sa
+    w = total - b_sum / sa
+    kl = np.maximum(total - _psi(w), 0.0)
+    spread = max(-t_min, t_max, float(np.abs(t_out).max(initial=0.0)))
+    eta = _U * (math.log2(shape[1]) + 8.0) * (total + spread)
+    accepted = (np.abs(w) <= 2.0**-20) & (16.0 * np.abs(w) * eta <= _U * kl)
+    return kl, accepted & _faint_ok(faint, shape[1], spread, kl)
+
+
+def _mostly_inside(t: np.ndarray) -> np.ndarray:
+    """Per row, whether a sample of δ (every 16th token) has at most MID_OUTSIDE of
+    its tokens beyond 1.25 of its mean: a guess (checked later) of the method."""
+    sample = t[:, ::16]
+    spread = np.abs(sample - sample.mean(axis=-1, keepdims=True))
+    return np.count_nonzero(spread > 1.25, axis=-1) <= MID_OUTSIDE * sample.shape[1]
+
+
+def _hybrid_sums(t: np.ndarray, e: np.ndarray, x: np.ndarray, work) -> np.ndarray:
+    """Row sums of S_a·P h(t): the series E t² g(t) where −3/2 <= t <= 1, the direct
+    terms ``x`` = E(t − 1) + κF elsewhere. ``t`` and ``x`` may be overwritten."""
+    inside = t >= _SERIES_LO
+    inside &= t <= _SERIES_HI
+    outside = t.size - np.count_nonzero(inside)
+    if outside <= t.size // 16:
+        # Few tokens outside (a row equal but for a few tokens, say): the series on t = 0
+        # there, so the polynomial need only cover the others' range; then their direct
+        # terms in its place.
+        idx = np.flatnonzero(~inside)
+        x_out = x.reshape(-1)[idx]
+        t.reshape(-1)[idx] = 0.0
+        coefficients, _ = g_coefficients(float(t.min()), float(t.max()))
+    else:
+        coefficients, x_out = G_POLYNOMIALS[None], None
+    g = _chunked.horner(list(coefficients), t, work("kg", t.shape))
+    y = np.multiply(e, t, out=work("ky", t.shape))
+    np.multiply(y, t, out=y)
+    np.multiply(g, y, out=g)  # the series terms E t² g(t)
+    if x_out is not None:
+        g.reshape(-1)[idx] = x_out
+    else:
+        # x + inside·(g − x): g where inside (x + (g − x) is g when x is within a factor
+        # 2 of g, else within u|g| + u|g − x|), x elsewhere; no masked copy (slow).
+        np.subtract(g, x, out=g)
+        np.multiply(g, inside, out=g)
+        np.add(g, x, out=g)
+    return np.maximum(g.sum(axis=-1), 0.0)
 
 
 def long_row(a: np.ndarray, b: np.ndarray) -> tuple[float, bool, bool]:
