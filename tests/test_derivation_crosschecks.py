@@ -311,6 +311,7 @@ _CLOSED = sp.lambdify((gk.mu1, gk.s1, gk.mu2, gk.s2), gk.CLOSED_FORM, "math")
     s1=st.floats(0.2, 5),
     s2=st.floats(0.2, 5),
 )
+@example(mu1=6.772847447124767e-182, mu2=0.0, s1=1.0, s2=1.0)  # KL ~ 2e-363: still > 0
 def test_gaussian_kl_closed_form_matches_quadrature(mu1, mu2, s1, s2):
     assert DERIVATIONS["derivation.gaussian_kl"].result == gk.CLOSED_FORM
     closed = _CLOSED(mu1, s1, mu2, s2)
@@ -329,10 +330,13 @@ def test_gaussian_kl_closed_form_matches_quadrature(mu1, mu2, s1, s2):
     assert split == pytest.approx(closed, rel=1e-12, abs=1e-14)
     assert closed >= 0.0
     assert _CLOSED(mu1, s1, mu1, s1) == 0.0
-    if (mu1, s1) != (mu2, s2):  # > 0, at 60 digits: a 1-ulp difference gives ~1e-33
+    if (mu1, s1) != (mu2, s2):
+        # > 0, in chain 2's split: the mean part is exact (mpmath's exponent is unbounded,
+        # so a 1e-182 difference stays > 0), and φ(t) at 60 digits resolves a 1-ulp t − 1.
         m1, m2, sd1, sd2 = (mpmath.mpf(v) for v in (mu1, mu2, s1, s2))
         with mpmath.workdps(60):
-            exact = mpmath.log(sd2 / sd1) + (sd1**2 + (m1 - m2) ** 2) / (2 * sd2**2) - 0.5
+            t = sd1**2 / sd2**2
+            exact = (m1 - m2) ** 2 / (2 * sd2**2) + (t - 1 - mpmath.log(t)) / 2
         assert exact > 0, f"KL={exact}, but should be > 0 when the parameters differ"
 
 
