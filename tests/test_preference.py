@@ -441,6 +441,10 @@ def test_blocks_layouts_and_dtypes_give_the_same_bits():
     np.testing.assert_array_equal(
         dpo_loss(*f32, beta=1.0), dpo_loss(*(a.astype(np.float64) for a in f32), beta=1.0)
     )
+    f16 = [a[:500].astype(np.float16) for a in (lc, lr, rc, rr)]
+    np.testing.assert_array_equal(
+        dpo_loss(*f16, beta=1.0), dpo_loss(*(a.astype(np.float64) for a in f16), beta=1.0)
+    )
     assert dpo_loss([-1, -2], [0, -3], -1, np.int8(-2), beta=1.0).dtype == np.float64
 
 
