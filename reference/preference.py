@@ -98,12 +98,12 @@ from klspec.reference.validation import (
 __all__ = ["dpo_implicit_reward", "dpo_loss"]
 
 #: Pairs per block: 64 KiB per float64 temporary. Measured on the 2-core test machine
-#: (10^7 pairs): 1.7× a naive ``np.logaddexp(0, -beta*m)`` at 2**13, 3.4× at 2**16,
+#: (10^7 pairs): ~2× a naive ``np.logaddexp(0, -beta*m)`` at 2**13, 3.4× at 2**16,
 #: where each of the kernel's ~40 temporaries is a fresh mmap of 512 KiB, page faults
 #: and all (glibc hands out blocks above 128 KiB that way).
 CHUNK = 1 << 13
 
-# ln 2 = _LN2_HI + _LN2_LO (fdlibm's split): _LN2_HI has 33 significant bits, so
+# ln 2 = _LN2_HI + _LN2_LO (fdlibm's split): _LN2_HI has 32 significant bits, so
 # 200·_LN2_HI is exact.
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
@@ -530,7 +530,7 @@ def _raise_undefined_at(names: list[str], index: tuple, what: str) -> None:
     every = "both" if len(names) == 2 else "all"
     raise ValueError(
         f"{', '.join(names[:-1])} and {names[-1]} are {every} -inf{where}: "
-        f"the {what} is inf − inf, undefined (the loss has no limit there); "
+        f"the {what} is inf − inf, undefined (it has no limit there); "
         "drop the pair, or check how its log-probabilities were computed"
     )
 
