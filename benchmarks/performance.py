@@ -130,7 +130,9 @@ def logits_pair(sizes: Sizes, rng: np.random.Generator) -> dict[str, np.ndarray]
 @dataclass(frozen=True)
 class LogitsSweep:
     """token_kl sweep inputs: a ~ N(0, 3²) and b by ``kind`` (a σ as text, "unrelated" or
-    "moved20": b = a but one token per row 20 higher), in ``dtype``, of the sizes' logits
+    "moved20": b = a but one token per row 20 higher, or "masked": b = a + 0.1·noise with
+    the last eighth of the vocabulary −inf in both and one token in 64 −inf in a only), in
+    ``dtype``, of the sizes' logits
     shape or (B, T, ``vocabulary``)."""
 
     kind: str
@@ -155,6 +157,13 @@ class LogitsSweep:
             rows = b.reshape(-1, shape[-1])
             tokens = rng.integers(shape[-1], size=rows.shape[0])
             rows[np.arange(rows.shape[0]), tokens] += 20.0
+        elif self.kind == "masked":  # a padded vocabulary, and tokens the policy bans
+            b = rng.standard_normal(shape, dtype=np.float32).astype(dtype, copy=False)
+            b *= 0.1
+            b += a
+            a[..., shape[-1] - shape[-1] // 8 :] = -np.inf
+            b[..., shape[-1] - shape[-1] // 8 :] = -np.inf
+            a[..., 5::64] = -np.inf
         else:
             b = rng.standard_normal(shape, dtype=np.float32).astype(dtype, copy=False)
             b *= float(self.kind)
@@ -465,6 +474,8 @@ def _sweep_cases() -> tuple[Case, ...]:
          LogitsSweep("unrelated")),
         ("token_kl_moved20", f"token_kl, b = a but one token per row + 20, {a}",
          LogitsSweep("moved20")),
+        ("token_kl_masked", f"token_kl, −inf masks: b = a + 0.1·noise, {a}, the last eighth "
+         "of the vocabulary −inf in both, every 64th token −inf in a", LogitsSweep("masked")),
         *(
             (f"token_kl_v{v}", f"token_kl, vocabulary {v:,}, b = a + 1·noise, {a}",
              LogitsSweep("1", vocabulary=v))

@@ -364,6 +364,14 @@ def block_rows(
     shape = a.shape
     m_a, m_b = m_a.astype(np.float64), m_b.astype(np.float64)
     lo_a, lo_b = a.min(axis=-1).astype(np.float64), b.min(axis=-1).astype(np.float64)
+    infinite = None
+    if (
+        narrow
+        and a.dtype == b.dtype == np.float32
+        and (np.isneginf(lo_a) | np.isneginf(lo_b)).any()
+    ):
+        a, b, infinite = _unmasked(a, b, m_a, m_b, work)
+        lo_a, lo_b = a.min(axis=-1).astype(np.float64), b.min(axis=-1).astype(np.float64)
     big = np.maximum(np.maximum(np.abs(m_a), np.abs(m_b)), np.maximum(-lo_a, -lo_b))
     largest = float(big.max())
     exact = narrow and largest <= _BIG
@@ -399,14 +407,37 @@ def block_rows(
     kind = np.where(near, 0, np.where(mostly_inside, 1, 2))
     methods = (_near_rows, _mid_rows, _far_rows)
     if (kind == kind[0]).all():
-        return methods[kind[0]](e, be, t, d_lo, d_hi, faint, work)
-    kl, accepted = np.empty(shape[0]), np.empty(shape[0], dtype=bool)
-    for r in range(shape[0]):  # a block of rows of different kinds (two rows, mostly)
-        rows = slice(r, r + 1)
-        kl[rows], accepted[rows] = methods[kind[r]](
-            e[rows], be[rows], t[rows], d_lo[rows], d_hi[rows], faint[rows], work
-        )
+        kl, accepted = methods[kind[0]](e, be, t, d_lo, d_hi, faint, work)
+    else:
+        kl, accepted = np.empty(shape[0]), np.empty(shape[0], dtype=bool)
+        for r in range(shape[0]):  # a block of rows of different kinds (two rows, mostly)
+            rows = slice(r, r + 1)
+            kl[rows], accepted[rows] = methods[kind[r]](
+                e[rows], be[rows], t[rows], d_lo[rows], d_hi[rows], faint[rows], work
+            )
+    if infinite is not None:
+        kl[infinite], accepted[infinite] = np.inf, True
     return kl, accepted
+
+
+#: A −inf logit becomes the row's maximum minus this (float32 blocks): its e^α, e^β
+#: underflow to exactly 0 (below e^−745.2), so the token has probability 0 as it should;
+#: small, so that the block's logits stay within the 2**27 the exact differences need.
+_MASKED = 750.0
+
+
+def _unmasked(a, b, m_a, m_b, work):
+    """(a, b, infinite) for a float32 block with −inf logits: copies with each −inf
+    raised to the row's maximum minus _MASKED, and the rows where Q bans a token P
+    allows (KL = +inf). A token P bans gets E = 0 and t far below −3/2: its term is
+    κF = S_a·Q_i (the direct form); one both ban contributes nothing."""
+    shape = a.shape
+    infinite = (np.isneginf(b) & ~np.isneginf(a)).any(axis=-1)
+    out = []
+    for x, m, name in ((a, m_a, "ma"), (b, m_b, "mb")):
+        floor = (m - _MASKED).astype(np.float32)
+        out.append(np.maximum(x, floor[:, None], out=_float32_buffer(work, name, shape)))
+    return out[0], out[1], infinite
 
 
 def as_float64(x: np.ndarray, work: _chunked._Workspace, name: str) -> np.ndarray:
@@ -539,18 +570,11 @@ def _mid_rows(e, be, t, d_lo, d_hi, faint, work):
     total = g.sum(axis=-1) / sa
     w = total - b_sum / sa
     kl = np.maximum(total - _psi(w), 0.0)
-    spread = max(-t_min, t_max, float(np.abs(t_out).max(initial=0.0)))
+    # (tokens P bans, E = 0, do not count: Σ P|t̂| is over the others)
+    spread = max(-t_min, t_max, float(np.abs(t_out[e_out > 0]).max(initial=0.0)))
     eta = _U * (math.log2(shape[1]) + 8.0) * (total + spread)
     accepted = (np.abs(w) <= 2.0**-20) & (16.0 * np.abs(w) * eta <= _U * kl)
     return kl, accepted & _faint_ok(faint, shape[1], spread, kl)
-
-
-def _mostly_inside(t: np.ndarray) -> np.ndarray:
-    """Per row, whether a sample of δ (every 16th token) has at most MID_OUTSIDE of
-    its tokens beyond 1.25 of its mean: a guess (checked later) of the method."""
-    sample = t[:, ::16]
-    spread = np.abs(sample - sample.mean(axis=-1, keepdims=True))
-    return np.count_nonzero(spread > 1.25, axis=-1) <= MID_OUTSIDE * sample.shape[1]
 
 
 def _hybrid_sums(t: np.ndarray, e: np.ndarray, x: np.ndarray, work) -> np.ndarray:
