@@ -238,3 +238,66 @@ def test_the_benchmark_shape_stays_within_64_mb():
     finally:
         tracemalloc.stop()
     assert peak <= 64e6, f"token_kl used {peak / 1e6:.1f} MB beyond its inputs"
+
+
+# ---------------------------------------------------------------------------
+# The methods of block_rows (issue 15): each forced on every distance, masks, and
+# blocks holding rows of different methods
+# ---------------------------------------------------------------------------
+
+FAR_KINDS = ["0.5", "1", "3", "unrelated", "moved_q", "moved_p"]
+
+
+@pytest.mark.parametrize(
+    ("mid_outside", "direct_kl"),
+    [(-1.0, 1.5), (1.1, 1.5), (-1.0, np.inf)],
+    ids=["direct-then-series", "series-but-outliers", "series-on-every-row"],
+)
+@pytest.mark.parametrize("kind", FAR_KINDS)
+def test_each_far_method_against_mpmath(monkeypatch, kind, mid_outside, direct_kl):
+    """Rows far apart through each method: the direct form with the series where KL <
+    DIRECT_KL (blended, or with few tokens outside the series region, on their own
+    polynomial), and the series with e^β only outside it; bounds as above."""
+    monkeypatch.setattr(_token_kl, "MID_OUTSIDE", mid_outside)
+    monkeypatch.setattr(_token_kl, "DIRECT_KL", direct_kl)
+    for seed in range(2):
+        a, b = sweep_pair(kind, 700, seed, np.float32)
+        a64, b64 = a.astype(np.float64)[None, :], b.astype(np.float64)[None, :]
+        kl, accepted = _token_kl.block_rows(
+            a[None, :], b[None, :], a64.max(axis=-1), b64.max(axis=-1), _chunked._Workspace(), True
+        )
+        assert accepted.all(), f"{kind}: left to the whole-row method"
+        _check(a, b, kl[0])
+
+
+@pytest.mark.parametrize("kind", ["0.01", "0.1", "1", "moved_q"])
+def test_float32_masks_against_mpmath(kind):
+    """−inf logits in float32 rows (the masked method): banned by both (a padded
+    vocabulary), by P only (term Q_i) and, in another row, by Q only (+inf)."""
+    a, b = sweep_pair(kind, 1003, 21, np.float32)
+    a[-125:] = -np.inf
+    b[-125:] = -np.inf
+    a[5::64] = -np.inf
+    value = token_kl(a, b)
+    _check(a, b, value)
+    b2 = b.copy()
+    b2[7] = -np.inf
+    both = token_kl(np.stack([a, a]), np.stack([b2, b]))
+    assert both[0] == np.inf
+    _check(a, b, both[1])
+
+
+def test_a_block_of_rows_of_every_method(small_blocks):
+    """Rows of different methods (near, far, outliers, masked) sharing blocks of 1,024
+    logits, with n = 341 (not a multiple of the sample stride 16): each row alone."""
+    n = 341
+    rows = [sweep_pair(kind, n, 13, np.float32) for kind in ("0.01", "3", "moved_q", "0.1")]
+    masked = sweep_pair("0.5", n, 14, np.float32)
+    masked[0][::7] = -np.inf
+    rows.append(masked)
+    a = np.stack([r[0] for r in rows])
+    b = np.stack([r[1] for r in rows])
+    values = token_kl(a, b)
+    for i in range(len(rows)):
+        _check(a[i], b[i], values[i])
+        _check(a[i], b[i], token_kl(a[i], b[i]))  # the row in a block of its own
