@@ -22,7 +22,7 @@ from klspec.spec.derivations import (
     Derivation,
     Proved,
     Step,
-    claim,
+    argmin,
     notation,
     rules,
 )
@@ -71,13 +71,9 @@ LABEL_SMOOTHING = Derivation(
                 ),
                 Step(KL() + Entropy(), "the definitions of D_KL(t‖q) and H(t)", Proved()),
                 Step(
-                    claim(
-                        "ArgminSmoothedCE",
-                        r"\operatorname*{argmin}_q H(t, q) = \operatorname*{argmin}_q "
-                        r"D_{\mathrm{KL}}(t \,\|\, q)",
-                    ),
+                    sp.Eq(argmin(SmoothedCE(), q), argmin(KL(), q)),
                     "H(t) does not involve q, so both have the same minimisers",
-                    ByRule(rules.AFFINE_ARGMIN, {"of": KL(), "over": (q,)}),
+                    ByRule(rules.AFFINE_ARGMIN),
                     relation="⇒",
                 ),
             ),

@@ -55,9 +55,9 @@ from klspec.spec.derivations import cross_entropy as ce
 from klspec.spec.derivations import gaussian_kl as gk
 from klspec.spec.derivations import moment_matching as mm
 from klspec.spec.derivations import noise_models as nm
-from klspec.spec.derivations.checks import Zero, reduce_to_zero, sums_to_one
-from klspec.spec.derivations.claims import argmax
-from klspec.spec.derivations.notation import claim, notation
+from klspec.spec.derivations.checks import Zero, equations, reduce_to_zero, sums_to_one
+from klspec.spec.derivations.claims import argmax, argmin
+from klspec.spec.derivations.notation import notation
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted((ROOT / "spec" / "derivations").glob("*.py"))
@@ -156,7 +156,7 @@ CONTROLS = [
         0,
         4,
         "argmin turned into argmax (needs a < 0)",
-        {"check": ByRule(rules.AFFINE_ARGMIN_TO_ARGMAX, {"of": nm.MSE(), "over": (nm.f,)})},
+        {"check": ByRule(rules.AFFINE_ARGMIN_TO_ARGMAX)},
     ),
     (
         "derivation.kl_cross_entropy",
@@ -261,18 +261,7 @@ CONTROLS = [
         0,
         3,
         "wrong minimiser b/(a + b)",
-        {
-            "check": ByRule(
-                rules.CONVEX_STATIONARY_POINT,
-                {
-                    "objective": mle.KLbern(mle.theta),
-                    "var": mle.theta,
-                    "solution": mle.b / (mle.a + mle.b),
-                    "onto_domain": (mle.t, mle.t / (1 + mle.t)),
-                    "in_domain": (),
-                },
-            )
-        },
+        {"expr": sp.Eq(argmin(mle.KLbern(mle.theta), mle.theta), mle.b / (mle.a + mle.b))},
     ),
     (
         "derivation.mle_bernoulli",
@@ -377,6 +366,59 @@ CONTROLS = [
         0,
         "wrong sizes claim: the last token's KL dropped",
         {"expr": sp.Sum(ar.TokKL(ar.k), (ar.k, 1, ar.T - 1))},
+    ),
+    (
+        "derivation.kl_chain_rule",
+        1,
+        0,
+        "the last token's KL counted twice in the split",
+        {"expr": ar.SeqKL(ar.T - 1) + 2 * ar.TokKL(ar.T)},
+    ),
+    (
+        "derivation.kl_chain_rule",
+        1,
+        1,
+        "a base case T = 1 with the token's KL doubled",
+        {
+            "check": ByRule(
+                rules.INDUCTION,
+                {
+                    "claim": ar.SeqKL(ar.T),
+                    "a": ar.TokKL(ar.k),
+                    "k": ar.k,
+                    "n": ar.T,
+                    "base": UnderConstraint(
+                        equations({**ar._ONE_TOKEN, ar.TokKL(1): 2 * ar._ONE_TOKEN[ar.TokKL(1)]})
+                    ),
+                },
+            )
+        },
+    ),
+    (
+        "derivation.moment_matching",
+        0,
+        4,
+        "ŝ at m fixed to a value nothing showed optimal",
+        {"check": ByRule(rules.UNIQUE_STATIONARY_COERCIVE, {"at": {mm.m: mm.mu + 1}})},
+    ),
+    (
+        "derivation.moment_matching",
+        4,
+        3,
+        "the mixture fit at a variance the chains did not compute",
+        {
+            "expr": sp.And(mm._M_HAT.xreplace({mm.mu: 0}), mm._S_HAT.xreplace({mm.mu: 0, mm.v: 9})),
+            "check": ByRule(
+                rules.SPECIALISE,
+                {
+                    "values": {mm.mu: 0, mm.v: 9},
+                    "because": {
+                        mm.mu: mm._mixture_moment(1),
+                        mm.v: mm._mixture_moment(2) - mm._mixture_moment(1) ** 2,
+                    },
+                },
+            ),
+        },
     ),
     (
         "derivation.kl_chain_rule",
@@ -621,9 +663,7 @@ def test_kl_decomposition_with_real_only_probabilities_is_refused():
 def test_a_constraint_step_that_needs_no_constraint_reports_proved():
     i, k, p = gibbs.i, gibbs.k, gibbs.p
     prev = sp.Sum(2 * p[i], (i, 1, k))
-    r = _one_step(
-        prev, 2 * sp.Sum(p[i], (i, 1, k)), UnderConstraint("Σp = 1", sums_to_one(p, 1, k))
-    )
+    r = _one_step(prev, 2 * sp.Sum(p[i], (i, 1, k)), UnderConstraint(sums_to_one(p, 1, k)))
     assert r.ok
     assert r.level is Level.PROVED
     assert r.claimed is Level.UNDER_CONSTRAINT
@@ -633,9 +673,7 @@ def test_a_constraint_step_that_needs_no_constraint_reports_proved():
 def test_a_constraint_is_substituted_only_where_it_applies():
     i, k, p, q = ce.i, ce.k, ce.p, ce.q
     # Σq = 1 does not follow from Σp = 1.
-    r = _one_step(
-        sp.Sum(q[i], (i, 1, k)), sp.S.One, UnderConstraint("Σp = 1", sums_to_one(p, 1, k))
-    )
+    r = _one_step(sp.Sum(q[i], (i, 1, k)), sp.S.One, UnderConstraint(sums_to_one(p, 1, k)))
     assert not r.ok, r.detail
 
 
@@ -646,7 +684,7 @@ def test_each_check_reaches_only_its_own_level():
         (Proved(), {Level.PROVED}),
         (Numeric(points=({a_pos: 2, b_pos: 3},)), {Level.NUMERIC}),
         (ForSizes((1,), lambda expr, size: expr, "n = 1"), {Level.FOR_SIZES}),
-        (UnderConstraint("nothing", lambda expr: expr), {Level.PROVED}),  # needs none
+        (UnderConstraint(equations({})), {Level.PROVED}),  # needs none
         (
             ByRule(
                 rules.INSTANCE,
@@ -672,10 +710,21 @@ def test_relations_a_check_cannot_establish_fail():
     assert not _one_step(x_real, x_real, ByRule(rules.LOG_LE_X_MINUS_1), relation="=").ok
 
 
-def test_a_display_only_claim_cannot_be_proved_by_unfolding():
-    r = _one_step(x_real, claim("Nothing", r"\text{anything}"), Proved())
+def test_an_argmin_claim_cannot_be_proved_by_obligations():
+    """Only a rule that reads an argmin claim can license it; Proved() proves equations."""
+    anything = Proved(lambda p, n: [Zero(sp.S.Zero)])
+    r = _one_step(x_real**2, sp.Eq(argmin(x_real**2, x_real), 0), anything, relation="⇒")
     assert not r.ok, r.detail
-    assert "raised" in r.detail, r.detail
+    assert "need a rule" in r.detail, r.detail
+    # An equation is proved from its own sides, whatever the obligations listed.
+    wrong = _one_step(
+        x_real**2, sp.Eq(sp.Derivative(x_real**2, x_real), 3 * x_real), anything, relation="⇒"
+    )
+    assert not wrong.ok, wrong.detail
+    right = _one_step(
+        x_real**2, sp.Eq(sp.Derivative(x_real**2, x_real), 2 * x_real), Proved(), relation="⇒"
+    )
+    assert right.ok, right.detail
 
 
 def test_a_rule_applied_to_the_wrong_shape_fails():
@@ -845,10 +894,34 @@ def test_markdown_marks_a_failed_step():
 
 
 def test_identical_consecutive_lines_share_one_numbered_line():
-    d = DERIVATIONS["derivation.moment_matching"]
-    tex = to_latex(d)
-    assert "&= 0 && (4.2, 4.3)" in tex
-    assert "&= 10 && (5.2, 5.3)" in tex
+    t = sp.Symbol("t", positive=True)
+    d = Derivation(
+        id="derivation.same_lines",
+        title="t",
+        statement="t",
+        assumptions=(),
+        symbols={"t": t},
+        chains=(
+            Chain(
+                start=t * (t + 1) - t,
+                steps=(
+                    Step(t**2 + t - t, "multiply out", Proved()),  # prints as t**2 ...
+                    Step(t**2, "arithmetic", Proved()),  # ... and so does this
+                ),
+            ),
+        ),
+        conclusion="t",
+    )
+    assert "&= t^{2} && (1.1, 1.2)" in to_latex(d)
+
+
+def test_arithmetic_a_page_shows_is_printed_as_written():
+    """½·(−3) + ½·3, not sympy's evaluation 0 (which read "0 = 0" on the page)."""
+    tex = to_latex(DERIVATIONS["derivation.moment_matching"])
+    assert r"\frac{1}{2} \left(-3\right) + \frac{1}{2} \cdot 3" in tex
+    assert r"\frac{1}{2} \cdot 2 \lambda" in to_latex(
+        DERIVATIONS["derivation.poisson_nll_deviance"]
+    )
 
 
 def test_markdown_cells_escape_pipes_and_stars():

@@ -40,10 +40,13 @@ from klspec.spec.derivations.checks import (
     Rule,
     UnderConstraint,
     Zero,
+    equations,
+    moments,
     reduce_to_zero,
     sums_to_one,
 )
-from klspec.spec.derivations.notation import claim, notation, opaque
+from klspec.spec.derivations.claims import argmax, argmin
+from klspec.spec.derivations.notation import notation, opaque
 from klspec.spec.derivations.prove import discover, main_prove, run, run_derivations
 from klspec.spec.derivations.registry import DERIVATIONS
 from klspec.spec.derivations.render import proof_pages, to_latex, to_markdown
@@ -64,11 +67,14 @@ __all__ = [
     "StepResult",
     "UnderConstraint",
     "Zero",
+    "argmax",
+    "argmin",
     "check",
     "check_step",
-    "claim",
     "discover",
+    "equations",
     "main_prove",
+    "moments",
     "notation",
     "opaque",
     "proof_pages",

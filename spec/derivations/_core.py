@@ -25,6 +25,7 @@ from klspec.spec.derivations.checks import (
     integrable,
     time_budget,
 )
+from klspec.spec.derivations.claims import Context, in_context
 
 #: Seconds one step's check may take before it counts as undecided (the slowest step
 #: takes about 2.5 s on a 2-core machine).
@@ -190,7 +191,9 @@ def check(
 ) -> DerivationResult:
     """Check every step of ``derivation`` (or those ``select(chain, step)`` picks).
 
-    A step whose check is undecided fails; a failure does not stop the others.
+    A step whose check is undecided fails; a failure does not stop the others. Steps
+    not selected are taken as stated: a selected step that relies on an earlier
+    consequence or chain result (:class:`~.claims.Context`) is checked given them.
     """
     t0 = time.perf_counter()
     chains = []
@@ -201,18 +204,36 @@ def check(
 
 def _check_chains(derivation, select, on_step, budget) -> list[ChainResult]:
     chains = []
+    established: list[sp.Basic] = []  # ⇒ consequences that passed
+    known: dict[sp.Basic, sp.Basic] = {}  # start → result of earlier all-"=" chains
     for ci, chain in enumerate(derivation.chains):
         prev, results = chain.start, []
+        same = [chain.start]  # shown equal to prev (see claims.Context)
         for si, step in enumerate(chain.steps):
             if select is None or select(ci, si):
-                result = check_step(prev, step, budget=budget)
+                ctx = Context(tuple(same), tuple(established), dict(known))
+                with in_context(ctx):
+                    result = check_step(prev, step, budget=budget)
                 if on_step is not None:
                     on_step(ci, si, result)
                 results.append(result)
-            else:
+                if step.relation == "⇒" and result.ok:
+                    established.append(step.expr)
+            else:  # not checked now: taken as the rest of the derivation states it
                 results.append(None)
+                if step.relation == "⇒":
+                    established.append(step.expr)
+            if step.relation == "=":
+                same.append(step.expr)
+            elif step.relation != "⇒":
+                same = [step.expr]
             if step.relation != "⇒":
                 prev = step.expr
+        if chain.steps and all(
+            s.relation == "⇒" or (s.relation == "=" and (r is None or r.ok))
+            for s, r in zip(chain.steps, results, strict=True)
+        ):
+            known[chain.start] = prev
         chains.append(ChainResult(chain, tuple(results)))
     return chains
 

@@ -7,7 +7,14 @@ import itertools
 import sympy as sp
 
 from klspec.spec.derivations._core import Chain, Derivation, Step
-from klspec.spec.derivations.checks import ByRule, ForSizes, Proved, UnderConstraint, sums_to_one
+from klspec.spec.derivations.checks import (
+    ByRule,
+    ForSizes,
+    Proved,
+    UnderConstraint,
+    equations,
+    sums_to_one,
+)
 from klspec.spec.derivations.notation import notation, opaque
 from klspec.spec.derivations.rules import INDUCTION, SPLIT_LAST_TOKEN
 
@@ -182,6 +189,19 @@ def _normalised(expr: sp.Basic, size) -> sp.Basic:
     return body.xreplace({dummy: lg for lg, dummy in logs.items()})
 
 
+v = sp.Symbol("v", integer=True, positive=True)  # a token
+V = sp.Symbol("V", integer=True, positive=True)  # |V|, the vocabulary size
+pi1 = sp.IndexedBase("pi1", positive=True)  # π(v | x), the first token's distribution
+ref1 = sp.IndexedBase("rho1", positive=True)  # π_ref(v | x)
+
+#: What both sides mean at T = 1, for any vocabulary size: the sequence is one token, and
+#: the expectation over its (empty) prefix is the KL of the first token itself.
+_ONE_TOKEN = {
+    SeqKL(1): sp.Sum(pi1[v] * sp.log(pi1[v] / ref1[v]), (v, 1, V)),
+    TokKL(1): sp.Sum(pi1[v] * sp.log(pi1[v] / ref1[v]), (v, 1, V)),
+}
+
+
 KL_CHAIN_RULE = Derivation(
     id="derivation.kl_chain_rule",
     title="The chain rule: sequence KL is the expected sum of per-token KLs",
@@ -220,7 +240,7 @@ KL_CHAIN_RULE = Derivation(
                     _sa(p[a] * sp.log(p[a] / q[a]))
                     + _sa(p[a] * _sb(c[a, b] * sp.log(c[a, b] / d[a, b]))),
                     "Σ_b P_{Y|X}(b | a) = 1 for every a",
-                    UnderConstraint("Σ_b P(b | a) = 1 for every a", sums_to_one(c, 1, B)),
+                    UnderConstraint(sums_to_one(c, 1, B)),
                 ),
                 Step(
                     KLmarginal() + ExpectedConditionalKL(),
@@ -238,12 +258,22 @@ KL_CHAIN_RULE = Derivation(
                     "the two-variable chain rule with X = t_{<T} and Y = t_T",
                     ByRule(
                         SPLIT_LAST_TOKEN,
-                        {"whole": SeqKL(T), "parts": SeqKL(T - 1) + TokKL(T)},
+                        {
+                            "whole": SeqKL(T),
+                            "parts": SeqKL(T - 1) + TokKL(T),
+                            "identity": (KLjoint(), KLmarginal() + ExpectedConditionalKL()),
+                            "instance": ForSizes(
+                                SIZES,
+                                _instantiate,
+                                "|V|×T ∈ {1, 2, 3}×{1, 2, 3}",
+                                constraint=_normalised,
+                            ),
+                        },
                     ),
                 ),
                 Step(
                     sp.Sum(TokKL(k), (k, 1, T)),
-                    "induction on T; the base case T = 1, one token, enumerated for |V| ≤ 3",
+                    "induction on T; the base case T = 1 is one token, for any vocabulary size",
                     ByRule(
                         INDUCTION,
                         {
@@ -251,12 +281,7 @@ KL_CHAIN_RULE = Derivation(
                             "a": TokKL(k),
                             "k": k,
                             "n": T,
-                            "base": ForSizes(
-                                tuple((v, 1) for v in (1, 2, 3)),
-                                _instantiate,
-                                "|V| ∈ {1, 2, 3}, T = 1",
-                                constraint=_normalised,
-                            ),
+                            "base": UnderConstraint(equations(_ONE_TOKEN)),
                         },
                     ),
                 ),
@@ -282,15 +307,19 @@ KL_CHAIN_RULE = Derivation(
     conclusion="The KL between two autoregressive models over whole sequences is the "
     "expected sum of the per-token KLs along sequences drawn from π. The two-variable "
     "step is proved for any sizes (one step under the normalisation of P_{Y|X}); the "
-    "sequence form for symbolic T is by rule (it, applied to prefix and last token, then "
-    "induction, whose base case, one token, is enumerated for |V| ≤ 3, so that step is "
-    "'for sizes'); and the "
+    "sequence form for symbolic T is by rule: the two-variable rule applied to prefix and "
+    "last token (that the sequence quantities are this instance is checked by "
+    "enumeration for |V| × T up to 3 × 3, so that step is 'for sizes'), then induction, "
+    "whose base case T = 1 holds for every vocabulary size by the definitions at one "
+    "token (so that step is 'under constraint' of those definitions); and the "
     "sequence identity is checked exactly, independently of those rules, for every "
     "vocabulary size and length up to 3 × 3.",
     clause_ids=("kl.chain_rule",),
     numeric_crosscheck="tests/test_derivation_crosschecks.py::test_sequence_kl_is_expected_token_kl_sum",
-    honesty="Symbolic T rests on a rule (the two-variable chain rule applied to prefix and "
-    "last token) and on induction, whose base case T = 1 is enumerated for |V| ≤ 3 only: "
-    "that step is 'for sizes', not a proof for every vocabulary. Exact enumeration of the "
-    "whole identity covers |V| ≤ 3 and T ≤ 3 only.",
+    honesty="Symbolic T rests on a rule (the two-variable chain rule, proved for symbolic "
+    "sizes, applied to prefix and last token), whose instance for sequences is checked "
+    "by enumeration for |V| ≤ 3 and T ≤ 3 only: that step is 'for sizes', not a proof "
+    "for every vocabulary. The induction's base case uses what both sides mean at one "
+    "token, for any vocabulary size. Exact enumeration of the whole identity covers "
+    "|V| ≤ 3 and T ≤ 3 only.",
 )

@@ -5,17 +5,21 @@ reports the level only if it passes. Each check class can reach exactly one leve
 and only with the means that level allows:
 
 ``Proved()``
-    prev − new reduces to exactly 0 by sound transformations (:func:`reduce_to_zero`).
+    prev − new reduces to exactly 0 by sound transformations (:func:`reduce_to_zero`);
+    for a ``⇒`` step, each equation the claim states (``sp.Eq``) reduces to 0. Claims
+    of optimisers (:mod:`.claims`) need a rule that reads them.
 ``ByRule(rule, ..., given="")``
     new = rule(prev) for a named, reviewed :class:`Rule`; the remainder
     rule(prev) − new and the rule's side conditions are then checked. A side
     condition stated as ``given`` (a hypothesis, shown) makes the step "asserted";
     a fact the rule rests on that was checked more weakly (an induction's base case
     for sizes) caps the step at that fact's level.
-``UnderConstraint(constraint, substitute)``
-    zero only after substituting a stated constraint (Σp = 1). The checker first
-    tries without it: if the step needs no constraint it is reported as proved, so
-    a step cannot claim a constraint it does not use.
+``UnderConstraint(*constraints)``
+    zero only after substituting the constraints (Σp = 1), each a :class:`Constraint`
+    made by :func:`sums_to_one`, :func:`moments` or :func:`equations`, which also
+    writes its label. The checker first tries without them: if the step needs no
+    constraint it is reported as proved, so a step cannot claim a constraint it does
+    not use.
 ``ForSizes(sizes, instantiate)``
     exact, but only for the listed concrete sizes.
 ``Numeric(points, dps, rtol)``
@@ -28,7 +32,10 @@ logarithms are split only under declared positivity (``expand_log`` without
 simplification; ``Expr.equals`` is never used, because a ``True`` from it may rest
 on numerical evaluation and ``None`` means undecided); exact levels refuse
 floating-point numbers; bound variables are renamed with ``xreplace`` (``subs``
-skips them); constraints are substituted only after logarithms are split.
+skips them), and their declared assumptions must hold over their whole range
+(:func:`bound_range_errors`); notation is unfolded before anything is checked, so
+assumptions declared on a notation are never relied on; constraints are substituted
+only after logarithms are split.
 """
 
 from __future__ import annotations
@@ -45,13 +52,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sympy as sp
+from sympy.printing.str import StrPrinter
 
-from klspec.spec.derivations.notation import has_atomic, unfold
+from klspec.spec.derivations.claims import Argmax, Argmin
+from klspec.spec.derivations.notation import unfold
 
 __all__ = [
     "BudgetExceeded",
     "ByRule",
     "Check",
+    "Constraint",
     "ForSizes",
     "FreeOf",
     "Holds",
@@ -71,6 +81,9 @@ __all__ = [
     "Solves",
     "UnderConstraint",
     "Zero",
+    "bound_range_errors",
+    "equations",
+    "moments",
     "reduce_to_zero",
     "sums_to_one",
     "time_budget",
@@ -368,7 +381,7 @@ def _evaluate(expr: sp.Basic) -> sp.Basic:
 def _forms(expr: sp.Basic, *, evaluate: bool = True) -> Iterator[tuple[str, sp.Basic]]:
     """Ever stronger sound rewrites of ``expr``, each with a name; cheap ones first.
 
-    ``evaluate=False`` stops before ``doit`` (which would also unfold atomic notation).
+    ``evaluate=False`` stops before ``doit``.
     """
     e = canonical_bound(expr)
     yield "structurally", e
@@ -388,6 +401,53 @@ def _forms(expr: sp.Basic, *, evaluate: bool = True) -> Iterator[tuple[str, sp.B
     yield "doit, simplify twice", _simplify(d)
 
 
+def bound_range_errors(expr: sp.Basic) -> list[str]:
+    """What is wrong with the ranges of the bound variables in ``expr`` (empty: nothing).
+
+    sympy believes a bound variable's declared assumptions everywhere inside its sum,
+    product or integral (``log`` splits, signs). They must therefore hold over the
+    whole range it runs over: a positive index must start at ≥ 1 (a positive
+    integration variable at ≥ 0), an integer index of a sum must start at an integer,
+    and a sum or product must run upwards (sympy reads Σ_{i=a}^{b} with b < a − 1 as
+    minus a sum over b + 1..a − 1, where the index takes other values). Each
+    condition must be decidable from the limits' own assumptions.
+    """
+    errors = []
+    for node in sp.preorder_traversal(expr):
+        if not isinstance(node, (sp.Sum, sp.Product, sp.Integral)):
+            continue
+        discrete = not isinstance(node, sp.Integral)
+        for limit in node.limits:
+            if len(limit) != 3:
+                continue  # an indefinite integral binds nothing with a range
+            var, lo, hi = limit
+            where = f"{var} in {type(node).__name__.lower()} over {sp.sstr(lo)}..{sp.sstr(hi)}"
+            facts = var.assumptions0
+            if discrete and (hi - lo + 1).is_nonnegative is not True and hi != sp.oo:
+                upwards = f"{sp.sstr(hi)} ≥ {sp.sstr(lo)} − 1"
+                errors.append(f"{where}: cannot show the range runs upwards ({upwards})")
+            checks = []
+            if facts.get("positive"):
+                checks.append(((lo - 1) if discrete else lo, "nonnegative", "positive"))
+            elif facts.get("nonnegative"):
+                checks.append((lo, "nonnegative", "nonnegative"))
+            if facts.get("negative"):
+                checks.append(((-hi - 1) if discrete else -hi, "nonnegative", "negative"))
+            if discrete and facts.get("integer"):
+                checks.append((lo, "integer", "an integer"))
+            if facts.get("real") and not discrete:
+                checks.extend(
+                    (b, "extended_real", "real") for b in (lo, hi) if b not in (sp.oo, -sp.oo)
+                )
+            for value, assumption, declared in checks:
+                if getattr(value, f"is_{assumption}") is not True:
+                    errors.append(
+                        f"{where}: {var} is declared {declared}, which sympy cannot show "
+                        "holds over the whole range"
+                    )
+    return list(dict.fromkeys(errors))
+
+
 def reduce_to_zero(
     expr: sp.Basic,
     *,
@@ -402,30 +462,30 @@ def reduce_to_zero(
     exact level cannot rest on rounded arithmetic. ``evaluate=False`` skips the
     final stages that evaluate sums, integrals and derivatives (``doit``).
     """
-    expr = sp.sympify(expr)
-    kept = unfold(expr, keep_atomic=True)
-    passes = [kept, unfold(expr)] if has_atomic(kept) else [kept]
-    last = expr
-    for k, unfolded in enumerate(passes):
-        if _inexact(unfolded):
-            return Reduction(
-                False,
-                "contains a floating-point number, or a binary float turned Rational "
-                "(Rational(0.7)); exact checks need exact numbers such as Rational(7, 10)",
-                unfolded,
-            )
-        for how, form in _forms(unfolded, evaluate=evaluate and k == len(passes) - 1):
-            last = form
-            if form == 0:
-                return Reduction(True, how, form)
-            if constraint is not None:
-                c = sp.expand(canonical_bound(split_sums(constraint(form))))
-                if c == 0:
-                    return Reduction(True, f"{how}, constraint substituted", c)
-                c = _simplify(c)
-                if c == 0:
-                    return Reduction(True, f"{how}, constraint substituted, simplify", c)
-                last = c
+    unfolded = unfold(sp.sympify(expr))
+    if _inexact(unfolded):
+        return Reduction(
+            False,
+            "contains a floating-point number, or a binary float turned Rational "
+            "(Rational(0.7)); exact checks need exact numbers such as Rational(7, 10)",
+            unfolded,
+        )
+    wrong = bound_range_errors(unfolded)
+    if wrong:
+        return Reduction(False, "; ".join(wrong), unfolded)
+    last = unfolded
+    for how, form in _forms(unfolded, evaluate=evaluate):
+        last = form
+        if form == 0:
+            return Reduction(True, how, form)
+        if constraint is not None:
+            c = sp.expand(canonical_bound(split_sums(constraint(form))))
+            if c == 0:
+                return Reduction(True, f"{how}, constraint substituted", c)
+            c = _simplify(c)
+            if c == 0:
+                return Reduction(True, f"{how}, constraint substituted, simplify", c)
+            last = c
     return Reduction(False, "no sound rewrite reached 0", last)
 
 
@@ -466,9 +526,12 @@ class Positive(Obligation):
     what: str = "positive"
 
     def discharge(self) -> tuple[bool, str]:
-        e = unfold(sp.sympify(self.expr), keep_atomic=True)
+        e = unfold(sp.sympify(self.expr))
         if _inexact(e):
             return False, f"{self.what}: contains a floating-point number"
+        wrong = bound_range_errors(e)
+        if wrong:
+            return False, f"{self.what}: {'; '.join(wrong)}"
         if e.is_number and not e.is_Rational:
             # sympy would decide the sign of a closed number like π − 355/113 by
             # evaluating it numerically: not a proof.
@@ -493,7 +556,7 @@ class Satisfies(Obligation):
     what: str = "satisfies its assumption"
 
     def discharge(self) -> tuple[bool, str]:
-        v = unfold(sp.sympify(self.value), keep_atomic=True)
+        v = unfold(sp.sympify(self.value))
         if v.is_number and not v.is_Rational:
             return False, f"{self.what}: {sp.sstr(v)} is a closed number; its sign would be numeric"
         if getattr(v, f"is_{self.assumption}") is True:
@@ -644,9 +707,7 @@ class InRange(Obligation):
     what: str = "in range"
 
     def discharge(self) -> tuple[bool, str]:
-        v, lo, hi = (
-            unfold(sp.sympify(e), keep_atomic=True) for e in (self.value, self.lo, self.hi)
-        )
+        v, lo, hi = (unfold(sp.sympify(e)) for e in (self.value, self.lo, self.hi))
         where = f"{sp.sstr(v)} ∈ {{{sp.sstr(lo)}, …, {sp.sstr(hi)}}}"
         below, above = v - lo, hi - v
         if v.is_integer is False or below.is_negative or above.is_negative:
@@ -707,7 +768,11 @@ class Check:
 
 @dataclass(frozen=True)
 class Proved(Check):
-    """prev − new reduces to 0; for ``⇒`` steps, the listed obligations hold."""
+    """prev − new reduces to 0; for ``⇒`` steps, each claimed equation's sides are equal.
+
+    ``obligations`` add checks (they never replace these). A ``⇒`` claim of anything
+    other than equations (argmin, argmax, ⇔) needs a rule (:class:`ByRule`).
+    """
 
     obligations: ObligationsFn | None = None
     level = Level.PROVED
@@ -720,14 +785,34 @@ class Proved(Check):
         obligations: list[Obligation] = []
         if relation == "=":  # whatever else is listed, an equality is an equality
             obligations.append(Zero(prev - new, "previous − new = 0"))
-        elif self.obligations is None:
-            return self._fail("a '⇒' step needs explicit obligations")
+        else:  # ⇒: the claim itself is what is proved, equation by equation
+            equations = _claimed_equations(new)
+            if equations is None:
+                return self._fail(
+                    "a '⇒' step proved by Proved() must claim equations (sp.Eq, or sp.And "
+                    "of them) between expressions, each proved; argmin/argmax, "
+                    "equivalences and other claims need a rule that reads them"
+                )
+            obligations.extend(
+                Zero(lhs - rhs, f"claimed: {sp.sstr(lhs)} = {sp.sstr(rhs)}")
+                for lhs, rhs in equations
+            )
         if self.obligations is not None:
             obligations.extend(self.obligations(prev, new))
-        if not obligations:
-            return self._fail("nothing to check: no obligations")
         ok, details = _discharge_all(obligations)
         return Outcome(ok, Level.PROVED if ok else None, "; ".join(details), "proved")
+
+
+def _claimed_equations(claim: sp.Basic) -> list[tuple[sp.Basic, sp.Basic]] | None:
+    """(lhs, rhs) of each equation of a ``⇒`` claim: ``sp.Eq`` or ``sp.And`` of them.
+
+    None when the claim is anything else, or mentions optimiser sets (argmin): an
+    equation between sets of minimisers is not something ``lhs − rhs = 0`` decides.
+    """
+    parts = claim.args if isinstance(claim, sp.And) else (claim,)
+    if not all(isinstance(e, sp.Eq) for e in parts) or claim.has(Argmin, Argmax):
+        return None
+    return [(e.lhs, e.rhs) for e in parts]
 
 
 @dataclass(frozen=True)
@@ -802,18 +887,52 @@ class ByRule(Check):
 
 
 @dataclass(frozen=True)
-class UnderConstraint(Check):
-    """prev − new is 0 once ``substitute`` (the stated ``constraint``) is applied.
+class Constraint:
+    """A substitution a stated constraint licenses, with its label generated from it.
 
-    ``substitute`` maps an expression to the same expression with the constraint
-    used (e.g. ``Σ_i p_i → 1``); it must be a substitution the constraint licenses.
-    It is applied only after logarithms are split. If prev − new is already 0
-    without it, the step is reported as proved instead.
+    Made by :func:`sums_to_one`, :func:`moments` or :func:`equations`, never from free
+    text: the label a page shows is what the substitution does.
     """
 
-    constraint: str
+    label: str
     substitute: Callable[[sp.Basic], sp.Basic]
+
+    def __call__(self, expr: sp.Basic) -> sp.Basic:
+        return self.substitute(expr)
+
+
+@dataclass(frozen=True, init=False)
+class UnderConstraint(Check):
+    """prev − new is 0 once the ``constraints`` (:class:`Constraint` s) are applied.
+
+    Each constraint maps an expression to the same expression with the constraint
+    used (e.g. ``Σ_i p_i → 1``). They are applied only after logarithms are split. If
+    prev − new is already 0 without them, the step is reported as proved instead.
+    """
+
+    constraints: tuple[Constraint, ...]
     level = Level.UNDER_CONSTRAINT
+
+    def __init__(self, *constraints: Constraint) -> None:
+        if not constraints:
+            raise TypeError("UnderConstraint needs at least one constraint")
+        for c in constraints:
+            if not isinstance(c, Constraint):
+                raise TypeError(
+                    f"{c!r} is not a Constraint: make it with sums_to_one, moments or "
+                    "equations, so its label is generated from what it substitutes"
+                )
+        object.__setattr__(self, "constraints", tuple(constraints))
+
+    @property
+    def constraint(self) -> str:
+        """The constraints' labels, as the report and the docs show them."""
+        return ", ".join(c.label for c in self.constraints)
+
+    def substitute(self, expr: sp.Basic) -> sp.Basic:
+        for c in self.constraints:
+            expr = c(expr)
+        return expr
 
     def verify(self, prev, new, relation):
         if relation != "=":
@@ -931,7 +1050,32 @@ def _sci(x: sp.Basic) -> str:
         return mpmath.nstr(mpmath.mpf(sp.N(x, 30)), 2, min_fixed=-4, max_fixed=4)
 
 
-def sums_to_one(base: sp.IndexedBase, lo: sp.Basic, hi: sp.Basic) -> Callable[[sp.Basic], sp.Basic]:
+_SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+class _LabelPrinter(StrPrinter):
+    """sympy's str printer, with sums as Σ_{v=1..V} body."""
+
+    def _print_Sum(self, expr):
+        limits = " ".join(
+            f"Σ_{{{self._print(v)}={self._print(a)}..{self._print(b)}}}" for v, a, b in expr.limits
+        )
+        return f"{limits} {self.parenthesize(expr.function, 40)}"
+
+
+def _text(e: sp.Basic) -> str:
+    """``e`` on one line of Unicode for a label: ``x²·p(x)``, ``π``, ``μ² + v``."""
+    import re
+
+    from sympy.printing.pretty.pretty_symbology import greek_unicode
+
+    out = _LabelPrinter({"order": "none"}).doprint(e)
+    out = re.sub(r"\*\*(-?\d+)", lambda m: m.group(1).translate(_SUPERSCRIPTS), out)
+    out = re.sub(r"[A-Za-z]+", lambda m: greek_unicode.get(m.group(0), m.group(0)), out)
+    return out.replace("*", "·")
+
+
+def sums_to_one(base: sp.IndexedBase, lo: sp.Basic, hi: sp.Basic) -> Constraint:
     """The substitution licensed by "base sums to 1 over its last index, lo..hi".
 
     In Σ_v f·base[..., v] with f free of v (and no other limit depending on v), the sum
@@ -962,4 +1106,41 @@ def sums_to_one(base: sp.IndexedBase, lo: sp.Basic, hi: sp.Basic) -> Callable[[s
                 return sp.Sum(rest, *others) if others else rest
         return e
 
-    return lambda e: e.replace(lambda x: isinstance(x, sp.Sum), rewrite)
+    label = f"Σ {_text(base.label)} = 1 over {_text(lo)}…{_text(hi)}"
+    return Constraint(label, lambda e: e.replace(lambda x: isinstance(x, sp.Sum), rewrite))
+
+
+def moments(density: sp.Basic, var: sp.Symbol, values: Mapping[int, sp.Basic]) -> Constraint:
+    """∫ var^k·density d var = values[k] over the real line, for each k given.
+
+    Integrals over (−∞, ∞) are split by linearity into multiples of these moments and
+    the moments substituted; this is licensed because the moments exist (the
+    constraint). An integrand term of any other form stays inside an integral.
+    """
+
+    def one(integral: sp.Integral) -> sp.Basic:
+        if len(integral.limits) != 1 or tuple(integral.limits[0][1:]) != (-sp.oo, sp.oo):
+            return integral
+        t = integral.limits[0][0]
+        d = density.xreplace({var: t})
+        total, rest = sp.S.Zero, sp.S.Zero
+        for term in sp.Add.make_args(sp.expand(integral.function)):
+            coeff, dep = term.as_independent(t, as_Add=False)
+            k = next((k for k in values if dep == d * t**k), None)
+            if k is None:
+                rest += term
+            else:
+                total += coeff * values[k]
+        return total + (sp.Integral(rest, (t, -sp.oo, sp.oo)) if rest != 0 else 0)
+
+    label = ", ".join(
+        f"∫{_text(var**k * density) if k else _text(density)} = {_text(value)}"
+        for k, value in sorted(values.items())
+    )
+    return Constraint(label, lambda e: e.replace(lambda a: isinstance(a, sp.Integral), one))
+
+
+def equations(mapping: Mapping[sp.Basic, sp.Basic]) -> Constraint:
+    """Replace each key by its value (``xreplace``): definitions or facts to use."""
+    label = ", ".join(f"{_text(k)} = {_text(v)}" for k, v in mapping.items())
+    return Constraint(label, lambda e: e.xreplace(dict(mapping)))

@@ -6,7 +6,8 @@ import sympy as sp
 
 from klspec.spec.derivations._core import Chain, Derivation, Step
 from klspec.spec.derivations.checks import ByRule, Proved, Zero
-from klspec.spec.derivations.notation import claim, notation
+from klspec.spec.derivations.claims import argmax, argmin
+from klspec.spec.derivations.notation import notation
 from klspec.spec.derivations.rules import (
     AFFINE_ARGMIN_TO_ARGMAX,
     CONVEX_STATIONARY_POINT,
@@ -26,7 +27,6 @@ Count = notation(
     r"c_{#1}",
     lambda jj: sp.Sum(sp.KroneckerDelta(x[i], jj), (i, 1, n)),
     nargs=1,
-    atomic=True,
     positive=True,  # j ranges over the observed values, so every count is >= 1
 )
 Phat = notation("Phat", r"\hat{P}_{#1}", lambda jj: Count(jj) / n, nargs=1, positive=True)
@@ -119,13 +119,9 @@ MLE_FORWARD_KL = Derivation(
                     Proved(),
                 ),
                 Step(
-                    claim(
-                        "ArgminMLE",
-                        r"\operatorname*{argmin}_\theta D_{\mathrm{KL}}\left(\hat{P} \,\|\,"
-                        r" Q_{\theta}\right) = \operatorname*{argmax}_\theta \bar{\ell}(\theta)",
-                    ),
-                    "D_KL = −1·ℓ̄(θ) − H(P̂) and H(P̂) does not involve the model",
-                    ByRule(AFFINE_ARGMIN_TO_ARGMAX, {"of": AvgLogLik(), "over": (Q,)}),
+                    sp.Eq(argmin(KLdata(), Q), argmax(AvgLogLik(), Q)),
+                    "D_KL = −1·ℓ̄(θ) − H(P̂) and H(P̂) does not involve the model's probabilities Q",
+                    ByRule(AFFINE_ARGMIN_TO_ARGMAX),
                     relation="⇒",
                 ),
             ),
@@ -218,15 +214,12 @@ MLE_BERNOULLI = Derivation(
                     relation="⇒",
                 ),
                 Step(
-                    sp.Eq(sp.Symbol(r"\hat{\theta}"), a / (a + b)),
+                    sp.Eq(argmin(KLbern(theta), theta), a / (a + b)),
                     "the only zero of the derivative, in (0, 1), of a strictly convex "
                     "function: the unique minimiser, the frequency of heads",
                     ByRule(
                         CONVEX_STATIONARY_POINT,
                         {
-                            "objective": KLbern(theta),
-                            "var": theta,
-                            "solution": a / (a + b),
                             "interval": (0, 1),
                             "onto_domain": (t, t / (1 + t)),
                         },

@@ -5,8 +5,9 @@ from __future__ import annotations
 import sympy as sp
 
 from klspec.spec.derivations._core import Chain, Derivation, Step
-from klspec.spec.derivations.checks import ByRule, Proved, UnderConstraint
-from klspec.spec.derivations.notation import Normal, claim, notation
+from klspec.spec.derivations.checks import ByRule, Proved, UnderConstraint, moments
+from klspec.spec.derivations.claims import argmin
+from klspec.spec.derivations.notation import Normal, notation, written
 from klspec.spec.derivations.rules import (
     CONVEX_STATIONARY_POINT,
     INSTANCE,
@@ -36,31 +37,8 @@ KLfit = notation(
 )
 HP = notation("HP", r"H(P)", lambda: -_integral(p(x) * sp.log(p(x))))
 
-_MOMENTS = {0: sp.S.One, 1: mu, 2: v + mu**2}
-
-
-def _use_moments(e: sp.Basic) -> sp.Basic:
-    """∫p = 1, ∫x p = μ, ∫x² p = v + μ²: split integrals of p by linearity and substitute.
-
-    Splitting is licensed because these moments exist (the constraint); an integral of
-    any other form is kept whole.
-    """
-
-    def one(integral: sp.Integral) -> sp.Basic:
-        if len(integral.limits) != 1 or tuple(integral.limits[0][1:]) != (-oo, oo):
-            return integral
-        t = integral.limits[0][0]
-        total, rest = sp.S.Zero, sp.S.Zero
-        for term in sp.Add.make_args(sp.expand(integral.function)):
-            coeff, dep = term.as_independent(t, as_Add=False)
-            k = next((k for k in _MOMENTS if dep == p(t) * t**k), None)
-            if k is None:
-                rest += term
-            else:
-                total += coeff * _MOMENTS[k]
-        return total + (sp.Integral(rest, (t, -oo, oo)) if rest != 0 else 0)
-
-    return e.replace(lambda a: isinstance(a, sp.Integral), one)
+#: ∫p = 1, ∫x p = μ, ∫x² p = v + μ²: the moments of P, which exist by hypothesis.
+_MOMENTS = moments(p(x), x, {0: sp.S.One, 1: mu, 2: v + mu**2})
 
 
 _FITTED = -HP() + sp.log(2 * sp.pi * s**2) / 2 + (v + (mu - m) ** 2) / (2 * s**2)
@@ -87,6 +65,21 @@ _mixture_moment = notation(
 _M1, _M2 = c, 1 + c**2  # proved in chains 2 and 3
 
 
+#: The consequences of the first chain: m̂ = μ for every s, then ŝ = √v at m = μ.
+_M_HAT = sp.Eq(argmin(KLfit(m, s), m), mu)
+_S_HAT = sp.Eq(argmin(KLfit(mu, s), s), sp.sqrt(v))
+
+
+def _half(e: sp.Basic) -> sp.Basic:
+    """½·e, printed as such (arithmetic the page shows, not sympy's evaluation of it)."""
+    return written(sp.Mul, sp.Rational(1, 2), e)
+
+
+def _shown(*terms: sp.Basic) -> sp.Basic:
+    """A sum printed term by term, unevaluated."""
+    return written(sp.Add, *terms)
+
+
 #: The identities proved in chains 2 and 3, used at c = ±3 in chains 4 and 5.
 FIRST_MOMENT = (Moment(1, c), _M1)
 SECOND_MOMENT = (Moment(2, c), _M2)
@@ -95,7 +88,8 @@ SECOND_MOMENT = (Moment(2, c), _M2)
 MOMENT_MATCHING = Derivation(
     id="derivation.moment_matching",
     title="Forward-KL fitting of a normal distribution matches moments",
-    statement="For P with mean μ and variance v, D_KL(P‖𝒩(m, s²)) is minimised exactly at "
+    statement="For P with a positive density, finite entropy, mean μ and variance v > 0, "
+    "D_KL(P‖𝒩(m, s²)) is minimised exactly at "
     "m = μ, s² = v. For P = ½𝒩(−3, 1) + ½𝒩(3, 1) that is 𝒩(0, 10): one wide normal "
     "covering both modes.",
     assumptions=(
@@ -128,30 +122,19 @@ MOMENT_MATCHING = Derivation(
                 Step(
                     _FITTED,
                     "∫p = 1, ∫x p = μ, ∫x² p = v + μ²",
-                    UnderConstraint("the moments of P", _use_moments),
+                    UnderConstraint(_MOMENTS),
                 ),
                 Step(
-                    sp.Eq(sp.Symbol(r"\hat{m}"), mu),
+                    _M_HAT,
                     "for each s, convex in m (∂²/∂m² = 1/s² > 0) with its stationary point at μ",
-                    ByRule(
-                        CONVEX_STATIONARY_POINT,
-                        {"objective": _FITTED, "var": m, "solution": mu},
-                    ),
+                    ByRule(CONVEX_STATIONARY_POINT),
                     relation="⇒",
                 ),
                 Step(
-                    sp.Eq(sp.Symbol(r"\hat{s}^{2}"), v),
+                    _S_HAT,
                     "at m = μ, one stationary point s = √v, and the divergence → +∞ as "
                     "s → 0⁺ or s → ∞",
-                    ByRule(
-                        UNIQUE_STATIONARY_COERCIVE,
-                        {
-                            "objective": _FITTED.xreplace({m: mu}),
-                            "var": s,
-                            "solution": sp.sqrt(v),
-                            "ends": ((0, "+"), (oo, "-")),
-                        },
-                    ),
+                    ByRule(UNIQUE_STATIONARY_COERCIVE, {"at": {m: mu}}),
                     relation="⇒",
                 ),
             ),
@@ -175,7 +158,7 @@ MOMENT_MATCHING = Derivation(
                     Proved(),
                 ),
                 Step(
-                    sp.Rational(-3, 2) + sp.Rational(3, 2),
+                    _shown(_half(sp.Integer(-3)), _half(sp.Integer(3))),
                     "the first moment c of 𝒩(c, 1) at c = −3 and c = 3",
                     ByRule(INSTANCE, {"identity": FIRST_MOMENT, "over": (c,), "proof": Proved()}),
                 ),
@@ -191,7 +174,10 @@ MOMENT_MATCHING = Derivation(
                     Proved(),
                 ),
                 Step(
-                    (1 + (-3) ** 2) / sp.Integer(2) + (1 + 3**2) / sp.Integer(2),
+                    _shown(
+                        _half(_shown(1, sp.Pow(-3, 2, evaluate=False))),
+                        _half(_shown(1, sp.Pow(3, 2, evaluate=False))),
+                    ),
                     "the second moment 1 + c² of 𝒩(c, 1) at c = −3 and c = 3",
                     ByRule(INSTANCE, {"identity": SECOND_MOMENT, "over": (c,), "proof": Proved()}),
                 ),
@@ -201,19 +187,26 @@ MOMENT_MATCHING = Derivation(
                     Proved(),
                 ),
                 Step(
-                    claim(
-                        "MixtureFit",
-                        r"\operatorname*{argmin}_{m, s} D_{\mathrm{KL}}\left(P \,\|\,"
-                        r" \mathcal{N}(m, s^{2})\right) = (0, \sqrt{10})",
+                    sp.And(_M_HAT.xreplace({mu: 0}), _S_HAT.xreplace({mu: 0, v: 10})),
+                    "moment matching (first chain) with μ = E_P[x] = 0 and "
+                    "v = E_P[x²] − E_P[x]² = 10",
+                    ByRule(
+                        SPECIALISE,
+                        {
+                            "values": {mu: 0, v: 10},
+                            "because": {
+                                mu: _mixture_moment(1),
+                                v: _mixture_moment(2) - _mixture_moment(1) ** 2,
+                            },
+                        },
                     ),
-                    "moment matching (first chain) with μ = 0, v = 10",
-                    ByRule(SPECIALISE, {"values": {mu: 0, v: 10}}),
                     relation="⇒",
                 ),
             ),
         ),
     ),
-    conclusion="The forward-KL fit of a normal to any P with finite variance is "
+    conclusion="The forward-KL fit of a normal to any P with a positive density, finite "
+    "entropy and finite variance is "
     "𝒩(mean of P, variance of P). For the two-mode mixture ½𝒩(−3, 1) + ½𝒩(3, 1) it is "
     "𝒩(0, 10): centred in the valley between the modes, wide enough to cover both "
     "(mass-covering). The reverse-KL fit instead locks onto one mode: that is numeric only, "

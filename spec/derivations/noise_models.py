@@ -12,7 +12,8 @@ import sympy as sp
 
 from klspec.spec.derivations._core import Chain, Derivation, Step
 from klspec.spec.derivations.checks import ByRule, Proved, Zero
-from klspec.spec.derivations.notation import Normal, claim, notation
+from klspec.spec.derivations.claims import argmin
+from klspec.spec.derivations.notation import Normal, notation, written
 from klspec.spec.derivations.rules import AFFINE_ARGMIN
 
 i = sp.Symbol("i", integer=True, positive=True)
@@ -74,13 +75,9 @@ GAUSSIAN_NLL_MSE = Derivation(
                     Proved(),
                 ),
                 Step(
-                    claim(
-                        "ArgminGaussian",
-                        r"\operatorname*{argmin}_f \left(-\ln L\right)"
-                        r" = \operatorname*{argmin}_f \operatorname{MSE}(f)",
-                    ),
+                    sp.Eq(argmin(_nll(Normal(y[i], f[i], sigma**2)), f), argmin(MSE(), f)),
                     "−log L = a·MSE(f) + c with a = n/(2σ²) > 0 and a, c free of f",
-                    ByRule(AFFINE_ARGMIN, {"of": MSE(), "over": (f,)}),
+                    ByRule(AFFINE_ARGMIN),
                     relation="⇒",
                 ),
             ),
@@ -132,13 +129,9 @@ LAPLACE_NLL_MAE = Derivation(
                     Proved(),
                 ),
                 Step(
-                    claim(
-                        "ArgminLaplace",
-                        r"\operatorname*{argmin}_f \left(-\ln L\right)"
-                        r" = \operatorname*{argmin}_f \operatorname{MAE}(f)",
-                    ),
+                    sp.Eq(argmin(_nll(Laplace(y[i], f[i], b)), f), argmin(MAE(), f)),
                     "−log L = a·MAE(f) + c with a = n/b > 0 and a, c free of f",
-                    ByRule(AFFINE_ARGMIN, {"of": MAE(), "over": (f,)}),
+                    ByRule(AFFINE_ARGMIN),
                     relation="⇒",
                 ),
             ),
@@ -287,14 +280,12 @@ POISSON_NLL_DEVIANCE = Derivation(
                     Proved(),
                 ),
                 Step(
-                    claim(
-                        "ArgminPoisson",
-                        r"\operatorname*{argmin}_\lambda \left(-\ln L\right)"
-                        r" = \operatorname*{argmin}_\lambda"
-                        r" \sum_{i} D\left(y_{i}, \lambda_{i}\right)",
+                    sp.Eq(
+                        argmin(_nll(Poisson(yc[i], lam[i])), lam),
+                        argmin(TotalDeviance(), lam),
                     ),
                     "−log L = ½ Σ D + c with c free of λ",
-                    ByRule(AFFINE_ARGMIN, {"of": TotalDeviance(), "over": (lam,)}),
+                    ByRule(AFFINE_ARGMIN),
                     relation="⇒",
                 ),
             ),
@@ -305,7 +296,7 @@ POISSON_NLL_DEVIANCE = Derivation(
             steps=(
                 Step(lam0, "Pois(0 | λ) = e^{−λ}", Proved()),
                 Step(
-                    sp.Rational(1, 2) * (2 * lam0),
+                    written(sp.Mul, sp.Rational(1, 2), written(sp.Mul, 2, lam0)),
                     "½ D(0, λ) = ½·2λ, since y log(y/λ) → 0 as y → 0⁺",
                     Proved(
                         lambda prev, new: [

@@ -13,13 +13,11 @@ from collections.abc import Callable
 
 import sympy as sp
 
-__all__ = ["Normal", "Notation", "claim", "has_atomic", "notation", "opaque", "unfold"]
+__all__ = ["Normal", "Notation", "notation", "opaque", "unfold", "written"]
 
 
 class Notation(sp.Function):
     """Base class of display notation; subclasses are made with :func:`notation`."""
-
-    atomic = False
 
     def unfold(self) -> sp.Expr:  # pragma: no cover - every subclass overrides
         raise NotImplementedError
@@ -38,7 +36,6 @@ def notation(
     body: Callable[..., sp.Expr],
     *,
     nargs: int = 0,
-    atomic: bool = False,
     **assumptions: bool,
 ) -> type[Notation]:
     """A new notation class.
@@ -47,13 +44,10 @@ def notation(
     arguments (as in a TeX macro), or a callable ``latex(printer, *args)`` (print each
     argument with ``printer._print(arg)`` so settings such as ``ln_notation`` carry
     over). ``body(*args)`` is what it means. ``assumptions`` are sympy assumptions the value
-    always satisfies (``positive=True`` for a density): give only what ``body`` makes
-    true, since the checker relies on them when it splits logarithms.
-
-    ``atomic=True`` marks a quantity whose assumptions matter more than its body
-    (a count c_j > 0 that unfolds to a sum of Kronecker deltas sympy cannot see is
-    positive): the checker first tries to reduce with it kept as an opaque function
-    carrying its assumptions, then with it unfolded. Both are sound.
+    satisfies (``positive=True`` for a density); they only inform how the notation is
+    read: the checker never relies on them, because it unfolds every notation to its
+    body before it checks anything, so positivity declared on a notation whose body is
+    not positive cannot split a logarithm.
     """
     latex = _latex_function(latex)
     attrs = {
@@ -61,7 +55,6 @@ def notation(
         "unfold": lambda self: body(*self.args),
         "_latex": lambda self, printer: latex(printer, *self.args),
         "__module__": __name__,
-        "atomic": atomic,
     }
     for key, value in assumptions.items():
         attrs[f"is_{key}"] = value
@@ -100,18 +93,14 @@ def opaque(name: str, latex: str | Callable[..., str], *, nargs: int, **assumpti
     return type(name, (sp.Function,), attrs)
 
 
-def unfold(expr: sp.Basic, *, keep_atomic: bool = False) -> sp.Basic:
-    """``expr`` with every notation replaced by its meaning, repeatedly.
-
-    With ``keep_atomic``, notation declared ``atomic`` stays (as an opaque function
-    with its assumptions).
-    """
+def unfold(expr: sp.Basic) -> sp.Basic:
+    """``expr`` with every notation replaced by its meaning, repeatedly."""
 
     def unfoldable(e: sp.Basic) -> bool:
-        return isinstance(e, Notation) and not (keep_atomic and e.atomic)
+        return isinstance(e, Notation)
 
     for _ in range(20):
-        if not expr.has(Notation) or not any(unfoldable(a) for a in sp.preorder_traversal(expr)):
+        if not any(unfoldable(a) for a in sp.preorder_traversal(expr)):
             return expr
         expr = expr.replace(unfoldable, lambda e: e.unfold())
     raise RecursionError("notation keeps unfolding into notation (20 levels); is one circular?")
@@ -131,19 +120,12 @@ Normal = notation(
 )
 
 
-def claim(name: str, tex: str) -> sp.Expr:
-    """A display-only statement for a ``⇒`` step (an argmin, a solution).
+def written(op: type[sp.Add] | type[sp.Mul] | type[sp.Pow], *args) -> sp.Expr:
+    """``op(*args)`` printed as written: ½·2λ, not λ; (1 + (−3)²)/2, not 5.
 
-    It has no meaning to unfold: a check that tries to reduce it fails, so a
-    consequence can only be checked through the obligations its step lists.
+    For arithmetic a page shows on its way to a number. Numbers are wrapped so that
+    sympy neither evaluates nor reorders them; the checker's evaluation stage
+    (``doit``) releases them, so the value is unchanged.
     """
-
-    def body():
-        raise TypeError(f"{name} is a statement for display; its step checks obligations")
-
-    return notation(name, tex, body)()
-
-
-def has_atomic(expr: sp.Basic) -> bool:
-    """Whether ``expr`` contains notation declared ``atomic``."""
-    return any(isinstance(a, Notation) and a.atomic for a in sp.preorder_traversal(expr))
+    wrapped = [sp.UnevaluatedExpr(a) if sp.sympify(a).is_Number else a for a in args]
+    return op(*wrapped, evaluate=False)

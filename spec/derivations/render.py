@@ -97,6 +97,16 @@ class _ReadingPrinter(LatexPrinter):
         factors = sorted(sp.Mul.make_args(expr), key=_factor_rank)
         return self._with_order(super()._print_Mul, sp.Mul(*factors, evaluate=False))
 
+    def _print_And(self, expr):
+        # A claim made of several equations ("m̂ = 0 and ŝ = √10"): listed, in the order
+        # of what they solve for, rather than joined by ∧ in sympy's internal order.
+        def key(e):
+            lhs = getattr(e, "lhs", e)
+            return (str(getattr(lhs, "over", "")), sp.default_sort_key(lhs))
+
+        parts = sorted(expr.args, key=key)
+        return r",\quad ".join(self._print(p) for p in parts)
+
 
 def latex(expr: sp.Basic) -> str:
     """How every expression in the docs is printed."""

@@ -9,6 +9,8 @@ preconditions, which sympy must establish at every use.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import sympy as sp
 
 from klspec.spec.derivations.checks import (
@@ -19,14 +21,18 @@ from klspec.spec.derivations.checks import (
     Level,
     LimitIs,
     Minimum,
+    Obligation,
     Positive,
     Rule,
     RuleDoesNotApply,
     Satisfies,
     Solves,
     Zero,
+    bound_range_errors,
+    reduce_to_zero,
 )
-from klspec.spec.derivations.notation import unfold
+from klspec.spec.derivations.claims import Argmax, Argmin, argmin, components, context
+from klspec.spec.derivations.notation import Notation, notation, unfold
 
 __all__ = [
     "AFFINE_ARGMIN",
@@ -34,14 +40,18 @@ __all__ = [
     "CHANGE_OF_VARIABLES",
     "CONVEX_STATIONARY_POINT",
     "DROP_KL",
+    "DROP_NONNEGATIVE",
     "INDUCTION",
     "INSTANCE",
+    "LIMIT_OF_CHAIN",
     "LOG_LE_X_MINUS_1",
+    "OPTIMUM_BY_GIBBS",
     "REORDER_DOUBLE_SUM",
     "SIFT",
     "SPECIALISE",
     "SPLIT_LAST_TOKEN",
     "UNIQUE_STATIONARY_COERCIVE",
+    "ZERO_IFF_PARTS_ZERO",
 ]
 
 
@@ -57,35 +67,86 @@ def _affine_parts(prev: sp.Basic, of: sp.Basic) -> tuple[sp.Basic, sp.Basic]:
     return a, e.xreplace({d: 0})
 
 
-def _affine_argmin(prev, new, *, of, over, sign):
+class OnChain(Obligation):
+    """``expr`` is the chain's own expression.
+
+    It is, in this order: one the chain has shown equal to the previous line
+    (``context().same``, each with ``at`` substituted), or a notation defined as one
+    (a short name for the chain's expression is it), or an earlier all-"=" chain's
+    start whose result is one (``context().known``); failing all that, ``expr`` must
+    reduce to the previous line (with ``at``) exactly.
+    """
+
+    def __init__(self, expr: sp.Basic, prev: sp.Basic, what: str, at=None) -> None:
+        self.expr, self.prev, self.what, self.at = expr, prev, what, dict(at or {})
+
+    def discharge(self) -> tuple[bool, str]:
+        ctx = context()
+        same = [e.xreplace(self.at) for e in (ctx.same or (self.prev,))]
+        names = [self.expr]
+        while isinstance(names[-1], Notation):
+            names.append(names[-1].unfold())
+        for e in names:
+            if e in same:
+                return True, f"{self.what}: {sp.sstr(self.expr)} is the chain's expression"
+            if e in ctx.known and ctx.known[e].xreplace(self.at) in same:
+                return True, (
+                    f"{self.what}: {sp.sstr(self.expr)} = {sp.sstr(ctx.known[e])} by an "
+                    "earlier chain, which this chain starts from"
+                )
+        r = reduce_to_zero(self.expr - self.prev.xreplace(self.at))
+        if r.zero:
+            return True, f"{self.what}: {sp.sstr(self.expr)} = the previous line ({r.how})"
+        return False, f"{self.what}: {sp.sstr(self.expr)} is not the chain's expression"
+
+
+def _optimum_claim(new: sp.Basic, kind: type) -> tuple[sp.Basic, tuple, sp.Basic]:
+    """(objective, variables, right-hand side) of the claim ``Eq(kind(F, vars), rhs)``."""
+    if not (isinstance(new, sp.Eq) and isinstance(new.lhs, kind)):
+        raise RuleDoesNotApply(
+            f"the claim must read {kind.__name__.lower()}(F, vars) = ..., not {sp.sstr(new)}"
+        )
+    return new.lhs.objective, new.lhs.over, new.rhs
+
+
+def _affine_argmin(prev, new, *, sign):
+    objective, over, right = _optimum_claim(new, Argmin)
+    kind = Argmin if sign > 0 else Argmax
+    if not isinstance(right, kind) or right.over != over:
+        raise RuleDoesNotApply(
+            f"the claim's right side must be {kind.__name__.lower()} over {over}, "
+            f"not {sp.sstr(right)}"
+        )
+    of = right.objective
     a, c = _affine_parts(prev, of)
+    names = ", ".join(map(sp.sstr, over))
     return [
+        OnChain(objective, prev, "the objective minimised is the chain's"),
         Positive(sign * a, f"coefficient {'' if sign > 0 else '−'}a = {sp.sstr(sign * a)} > 0"),
-        FreeOf(a, over, f"a = {sp.sstr(a)} does not depend on {', '.join(map(sp.sstr, over))}"),
-        FreeOf(c, over, f"c = {sp.sstr(c)} does not depend on {', '.join(map(sp.sstr, over))}"),
+        FreeOf(a, over, f"a = {sp.sstr(a)} does not depend on {names}"),
+        FreeOf(c, over, f"c = {sp.sstr(c)} does not depend on {names}"),
     ]
 
 
-#: argmin_θ (a·g(θ) + c) = argmin_θ g(θ) when a > 0 and a, c do not depend on θ.
+#: argmin_θ F = argmin_θ g when F = a·g(θ) + c, a > 0 and a, c do not depend on θ.
 AFFINE_ARGMIN = Rule(
     name="argmin unchanged by a·g + c, a > 0",
     statement="If a > 0 and a, c do not depend on θ, then a·g(θ) + c and g(θ) have the "
-    "same minimisers: t ↦ a·t + c is strictly increasing.",
+    "same minimisers: t ↦ a·t + c is strictly increasing. The claim argmin_θ F = "
+    "argmin_θ g is read as written: F must be the chain's expression and the previous "
+    "line a·g + c, with g and θ taken from the claim.",
     relation="⇒",
-    preconditions=lambda prev, new, *, of, over: _affine_argmin(
-        prev, new, of=of, over=over, sign=1
-    ),
+    preconditions=lambda prev, new: _affine_argmin(prev, new, sign=1),
 )
 
-#: argmin_θ (a·g(θ) + c) = argmax_θ g(θ) when a < 0 and a, c do not depend on θ.
+#: argmin_θ F = argmax_θ g when F = a·g(θ) + c, a < 0 and a, c do not depend on θ.
 AFFINE_ARGMIN_TO_ARGMAX = Rule(
     name="argmin of a·g + c is argmax of g, a < 0",
     statement="If a < 0 and a, c do not depend on θ, the minimisers of a·g(θ) + c are the "
-    "maximisers of g(θ): t ↦ a·t + c is strictly decreasing.",
+    "maximisers of g(θ): t ↦ a·t + c is strictly decreasing. The claim argmin_θ F = "
+    "argmax_θ g is read as written, as for the rule above.",
     relation="⇒",
-    preconditions=lambda prev, new, *, of, over: _affine_argmin(
-        prev, new, of=of, over=over, sign=-1
-    ),
+    preconditions=lambda prev, new: _affine_argmin(prev, new, sign=-1),
 )
 
 
@@ -383,21 +444,44 @@ def _induction_preconditions(prev, new, *, claim, a, k, n, base):
     ]
 
 
-def _split_last_token(prev: sp.Basic, *, whole: sp.Basic, parts: sp.Basic) -> sp.Basic:
+def _split_last_token(prev: sp.Basic, *, whole, parts, identity, instance) -> sp.Basic:
     if not prev.has(whole):
         raise RuleDoesNotApply(f"{sp.sstr(whole)} does not occur")
     return prev.xreplace({whole: parts})
+
+
+def _split_preconditions(prev, new, *, whole, parts, identity, instance):
+    if not isinstance(instance, Check):
+        raise RuleDoesNotApply("the instance needs the check that shows it (instance=...)")
+    lhs, rhs = identity
+    proved = context().known.get(lhs)
+    return [
+        _Fact(
+            proved is not None and proved == rhs,
+            f"the two-variable chain rule {sp.sstr(lhs)} = {sp.sstr(rhs)} is a chain above",
+        ),
+        Holds(whole, parts, instance, f"its instance {sp.sstr(whole)} = {sp.sstr(parts)}"),
+    ]
 
 
 #: Sequence KL = prefix KL + E_prefix[last-token KL]: the two-variable chain rule.
 SPLIT_LAST_TOKEN = Rule(
     name="two-variable chain rule with X = t_<T, Y = t_T",
     statement="A sequence t_1..t_T is the pair (X, Y) = (t_<T, t_T), with |X| = |V|^(T−1) "
-    "and |Y| = |V|. The two-variable chain rule, proved for symbolic sizes in the first "
-    "chain of derivation.kl_chain_rule, then reads: sequence KL = prefix KL + "
-    "E_{t<T∼π}[KL of the last token's conditionals].",
+    "and |Y| = |V|. The two-variable chain rule (``identity``, which must be the result "
+    "of a chain above, proved for symbolic sizes) then reads: sequence KL = prefix KL + "
+    "E_{t<T∼π}[KL of the last token's conditionals]. That the sequence quantities are "
+    "this instance is not something sympy can see for symbolic T: the instance "
+    "whole = parts is checked by the check given as ``instance``, and the step reaches "
+    "at most that check's level.",
     relation="=",
     apply=_split_last_token,
+    preconditions=_split_preconditions,
+    cap=lambda **params: (
+        min(Level.BY_RULE, params["instance"].level)
+        if isinstance(params.get("instance"), Check)
+        else Level.BY_RULE
+    ),
 )
 
 
@@ -416,12 +500,21 @@ INDUCTION = Rule(
 )
 
 
-def _convex_preconditions(prev, new, *, objective, var, solution, interval=None, onto_domain=None):
+def _stationary_claim(prev, new):
+    """(objective, var, solution) of ``Eq(argmin(F, var), solution)``, F the chain's."""
+    objective, over, solution = _optimum_claim(new, Argmin)
+    if len(over) != 1:
+        raise RuleDoesNotApply(f"one variable at a time, not {over}")
+    return objective, over[0], solution
+
+
+def _convex_preconditions(prev, new, *, interval=None, onto_domain=None):
     """Obligations of :data:`CONVEX_STATIONARY_POINT`; see its statement."""
-    f = unfold(objective)
+    objective, var, solution = _stationary_claim(prev, new)
+    f = unfold(prev)
     second = sp.diff(f, var, 2)
     checks: list = [
-        Zero(objective - prev, "the objective is the previous line"),
+        OnChain(objective, prev, "the objective is the chain's"),
         Solves((sp.diff(f, var),), (var,), {var: solution}, f"∂f/∂{var} = 0 only at {solution}"),
     ]
     if interval is None:
@@ -461,7 +554,8 @@ def _convex_preconditions(prev, new, *, objective, var, solution, interval=None,
 CONVEX_STATIONARY_POINT = Rule(
     name="stationary point of a strictly convex function",
     statement="If f″ > 0 on an open interval I and f′(x̂) = 0 at x̂ ∈ I, then x̂ is the "
-    "unique minimiser of f on I. f is the previous line (checked). I is the domain the "
+    "unique minimiser of f on I. The claim argmin_x F = x̂ is read as written: F is the "
+    "chain's expression (checked) and f the previous line. I is the domain the "
     "variable's assumptions give (ℝ, or (0, ∞) for a positive one), or an interval "
     "(lo, hi) with a parametrisation by t > 0 that is checked to cover it (increasing, "
     "tending to lo and hi; e.g. θ = t/(1 + t) for (0, 1)); f″ > 0 is checked on all of "
@@ -471,11 +565,41 @@ CONVEX_STATIONARY_POINT = Rule(
 )
 
 
-def _coercive_preconditions(prev, new, *, objective, var, solution, ends):
+class Established(Obligation):
+    """One of ``claims`` was checked earlier in this derivation (``context().established``)."""
+
+    def __init__(self, claims: Sequence[sp.Basic], what: str) -> None:
+        self.claims, self.what = tuple(claims), what
+
+    def discharge(self) -> tuple[bool, str]:
+        for claim in self.claims:
+            if claim in context().established:
+                return True, f"{self.what}: {sp.sstr(claim)}, checked above"
+        return False, f"{self.what}: no such consequence was established above"
+
+
+def _coercive_preconditions(prev, new, *, at=None):
+    """Obligations of :data:`UNIQUE_STATIONARY_COERCIVE`; see its statement."""
+    at = dict(at or {})
+    objective, var, solution = _stationary_claim(prev, new)
+    if var.is_positive:
+        ends = ((0, "+"), (sp.oo, "-"))
+    elif var.is_real:
+        ends = ((-sp.oo, "+"), (sp.oo, "-"))
+    else:
+        raise RuleDoesNotApply(f"{var} is declared neither real nor positive")
     # Terms free of var shift f without moving its minimiser (they must be finite,
     # which the derivation assumes); limits are taken of the rest.
-    f = unfold(objective).as_independent(var, as_Add=True)[1]
+    f = unfold(prev.xreplace(at)).as_independent(var, as_Add=True)[1]
     return [
+        *(
+            Established(
+                [sp.Eq(argmin(e, other), value) for e in context().same or (prev,)],
+                f"{other} = {sp.sstr(value)} minimises for every {var}",
+            )
+            for other, value in at.items()
+        ),
+        OnChain(objective, prev, f"the objective is the chain's at {at or 'no fixed values'}", at),
         Solves((sp.diff(f, var),), (var,), {var: solution}, f"∂f/∂{var} = 0 only at {solution}"),
         *(
             LimitIs(f, var, point, side, sp.oo, f"f → +∞ as {var} → {point}{side}")
@@ -490,28 +614,66 @@ UNIQUE_STATIONARY_COERCIVE = Rule(
     name="single stationary point of a function that blows up at both ends",
     statement="If f is differentiable on (a, b), f → +∞ at both ends, and f′ vanishes at "
     "exactly one point x̂, then f attains its minimum over (a, b) at x̂, uniquely (a "
-    "minimum exists by the limits; it is a stationary point). Finite additive terms free "
-    "of x are dropped before taking the limits.",
+    "minimum exists by the limits; it is a stationary point). (a, b) is the variable's "
+    "whole domain ((0, ∞) for a positive one, ℝ for a real one). The claim argmin_x F = "
+    "x̂ is read as written; F may be the chain's expression with other variables fixed "
+    "at values ``at`` that a consequence checked above shows minimise it for every x "
+    "(a joint minimum, one variable at a time). Finite additive terms free of x are "
+    "dropped before taking the limits.",
     relation="⇒",
     preconditions=_coercive_preconditions,
 )
 
 
-def _specialise_preconditions(prev, new, *, values):
-    return [
-        Satisfies(value, name, f"{var} = {sp.sstr(value)} is {name}, as declared")
-        for var, value in values.items()
-        for name in ("positive", "real", "integer")
-        if var.assumptions0.get(name)
-    ]
+def _specialise_preconditions(prev, new, *, values, because):
+    """Obligations of :data:`SPECIALISE`; see its statement."""
+    if set(because) != set(values):
+        raise RuleDoesNotApply("every value needs the quantity it is (because=)")
+    established = context().established
+    known = context().known
+    out: list = []
+    for part in components(new):
+        general = [e for e in established if e.xreplace(values) == part]
+        out.append(
+            _Fact(
+                bool(general),
+                f"{sp.sstr(part)} is a consequence checked above at "
+                f"{', '.join(f'{k} = {sp.sstr(v)}' for k, v in values.items())}",
+            )
+        )
+    for var, value in values.items():
+        # Earlier chains' results, and this chain's own expressions (each equal to prev).
+        facts = {**known, **{e: prev for e in context().same if e != prev}}
+        out.append(
+            Zero(
+                because[var].xreplace(facts) - value,
+                f"{var} = {sp.sstr(value)}: {sp.sstr(because[var])}, by the chains above",
+            )
+        )
+        out.extend(
+            Satisfies(value, name, f"{var} = {sp.sstr(value)} is {name}, as declared")
+            for name in ("positive", "real", "integer")
+            if var.assumptions0.get(name)
+        )
+    return out
+
+
+class _Fact(Obligation):
+    def __init__(self, ok: bool, what: str) -> None:
+        self.ok, self.what = ok, what
+
+    def discharge(self) -> tuple[bool, str]:
+        return self.ok, self.what if self.ok else f"not so: {self.what}"
 
 
 #: A consequence proved for symbolic parameters holds at values meeting their assumptions.
 SPECIALISE = Rule(
     name="a consequence proved for all parameter values, at given values",
     statement="A consequence derived for symbolic parameters under their declared "
-    "assumptions holds at any values meeting those assumptions (each value is checked "
-    "against each declared assumption).",
+    "assumptions holds at any values meeting those assumptions. Each part of the claim "
+    "must be a consequence checked above with the values substituted; each value must "
+    "be what the quantity it stands for (``because``) reduces to, given the results of "
+    "the chains above; and each value meets its parameter's declared assumptions.",
     relation="⇒",
     preconditions=_specialise_preconditions,
 )
@@ -522,9 +684,6 @@ SPECIALISE = Rule(
 # (derivation.gibbs, derivation.rlhf_optimum, derivation.gaussian_kl)
 # ---------------------------------------------------------------------------
 
-from klspec.spec.derivations import checks as _checks  # noqa: E402
-from klspec.spec.derivations import claims as _claims  # noqa: E402
-from klspec.spec.derivations.notation import Notation, notation  # noqa: E402
 
 #: φ(x) = x − 1 − log x, the gap in log x ≤ x − 1: φ ≥ 0 on x > 0, = 0 only at x = 1.
 LogGap = notation(
@@ -535,7 +694,7 @@ LogGap = notation(
 )
 
 
-def _finite_upward(limit) -> list[_checks.Obligation]:
+def _finite_upward(limit) -> list[Obligation]:
     _, lo, hi = limit
     return [
         Satisfies(hi - lo, "integer", f"the sum over {sp.sstr(lo)}..{sp.sstr(hi)} is finite"),
@@ -562,7 +721,7 @@ def _hide_sums(e: sp.Basic) -> sp.Basic:
     return e.replace(lambda a: isinstance(a, sp.Sum), hide)
 
 
-class Sign(_checks.Obligation):
+class Sign(Obligation):
     """``expr`` > 0 (``strict``) or ≥ 0 by sympy's assumptions, where a finite sum
     running upwards whose terms are > 0 counts as > 0, or as ≥ 0 when it may be empty:
     sympy does not know that Σ_{j=1}^{L} a_j ≥ 0 for a_j > 0 and L ≥ 0."""
@@ -572,7 +731,7 @@ class Sign(_checks.Obligation):
 
     def discharge(self) -> tuple[bool, str]:
         e = unfold(sp.sympify(self.expr))
-        wrong = _checks.bound_range_errors(e)
+        wrong = bound_range_errors(e)
         if wrong:
             return False, f"{self.what}: {'; '.join(wrong)}"
         if e.is_number and not e.is_Rational:
@@ -602,44 +761,6 @@ DROP_NONNEGATIVE = Rule(
 )
 
 
-class _OnChain(_checks.Obligation):
-    """``expr`` is the chain's: in ``context().same`` (the previous line alone when a
-    step is checked outside a derivation), or an earlier all-"=" chain's start whose
-    proved result is (``context().known``)."""
-
-    def __init__(self, expr: sp.Basic, prev: sp.Basic, what: str) -> None:
-        self.expr, self.prev, self.what = expr, prev, what
-
-    def discharge(self) -> tuple[bool, str]:
-        ctx = _claims.context()
-        same = ctx.same or (self.prev,)
-        # A notation is its definition: a short name for the chain's expression is it.
-        names = [self.expr]
-        while isinstance(names[-1], Notation):
-            names.append(names[-1].unfold())
-        for e in names:
-            if e in same:
-                return True, f"{self.what}: {sp.sstr(self.expr)} is the chain's expression"
-            if e in ctx.known and ctx.known[e] in same:
-                return True, (
-                    f"{self.what}: {sp.sstr(self.expr)} = {sp.sstr(ctx.known[e])} by an "
-                    "earlier chain, which this chain starts from"
-                )
-        return False, f"{self.what}: {sp.sstr(self.expr)} is not the chain's expression"
-
-
-class _Established(_checks.Obligation):
-    """``claim`` is a consequence checked earlier in the derivation."""
-
-    def __init__(self, claim: sp.Basic, what: str) -> None:
-        self.claim, self.what = claim, what
-
-    def discharge(self) -> tuple[bool, str]:
-        if self.claim in _claims.context().established:
-            return True, f"{self.what}: checked earlier in this derivation"
-        return False, f"{self.what}: {sp.sstr(self.claim)} was not established earlier"
-
-
 def _divides_as_zero(part: sp.Basic, cond: sp.Basic, powers=(1,)):
     """h with part = h·d, h > 0 and d one of ±(L − R)^k (k in ``powers``), or None.
 
@@ -656,7 +777,7 @@ def _divides_as_zero(part: sp.Basic, cond: sp.Basic, powers=(1,)):
 
 def _zero_iff_claim(new: sp.Basic):
     """(D, conditions) from And(D ≥ 0, Equivalent(D = 0, And(conditions)))."""
-    parts = _claims.components(new)
+    parts = components(new)
     ge = [c for c in parts if isinstance(c, sp.GreaterThan) and c.rhs == 0]
     eqv = [c for c in parts if isinstance(c, sp.Equivalent)]
     if len(parts) != 2 or len(ge) != 1 or len(eqv) != 1:
@@ -669,7 +790,7 @@ def _zero_iff_claim(new: sp.Basic):
     if len(sides) != 2 or not zero:
         raise RuleDoesNotApply(f"the equivalence must read {sp.sstr(d)} = 0 ⟺ conditions")
     sides.remove(zero[0])
-    conds = list(_claims.components(sides[0]))
+    conds = list(components(sides[0]))
     if not all(isinstance(c, sp.Eq) for c in conds):
         raise RuleDoesNotApply(f"each condition must be an equation L = R, not {sp.sstr(sides[0])}")
     return d, conds
@@ -694,8 +815,8 @@ def _gap_terms(prev: sp.Basic):
 def _zero_iff_preconditions(prev, new):
     d, conds = _zero_iff_claim(new)
     x = sp.Symbol("x", positive=True)
-    checks: list[_checks.Obligation] = [
-        _OnChain(d, prev, "D is the chain's expression"),
+    checks: list[Obligation] = [
+        OnChain(d, prev, "D is the chain's expression"),
         Minimum(LogGap(x), x, sp.Interval.open(0, sp.oo), 0, "lemma: φ(x) = x − 1 − log x ≥ 0"),
         Solves((LogGap(x),), (x,), {x: sp.S.One}, "lemma: φ(x) = 0 only at x = 1"),
     ]
@@ -751,8 +872,8 @@ ZERO_IFF_PARTS_ZERO = Rule(
 
 
 def _optimum_by_gibbs(prev, new, *, term, established):
-    parts = _claims.components(new)
-    opt = [c for c in parts if isinstance(c, sp.Eq) and isinstance(c.lhs, _claims.Argmax)]
+    parts = components(new)
+    opt = [c for c in parts if isinstance(c, sp.Eq) and isinstance(c.lhs, Argmax)]
     value = [c for c in parts if c not in opt]
     if len(parts) != 2 or len(opt) != 1 or len(value) != 1 or not isinstance(value[0], sp.Eq):
         raise RuleDoesNotApply(
@@ -760,7 +881,7 @@ def _optimum_by_gibbs(prev, new, *, term, established):
         )
     (opt,), (value,) = opt, value
     objective, over, best = opt.lhs.objective, opt.lhs.over, opt.rhs
-    if established not in _claims.context().established:
+    if established not in context().established:
         raise RuleDoesNotApply("the KL's sign and equality case must be a claim checked earlier")
     d, conds = _zero_iff_claim(established)
     if d != term:
@@ -792,8 +913,8 @@ def _optimum_by_gibbs(prev, new, *, term, established):
         f" where {', '.join(f'{sp.sstr(k)} = {sp.sstr(v)}' for k, v in at.items())}" if at else ""
     )
     return [
-        _OnChain(objective, prev, "the objective maximised is the chain's"),
-        _Established(established, f"{sp.sstr(term)} ≥ 0, = 0 exactly under its conditions"),
+        OnChain(objective, prev, "the objective maximised is the chain's"),
+        Established([established], f"{sp.sstr(term)} ≥ 0, = 0 exactly under its conditions"),
         Positive(-a, f"the KL term's coefficient {sp.sstr(a)} < 0"),
         FreeOf(c, over, f"the rest {sp.sstr(c)} does not depend on {names}"),
         Zero(unfold(best)(*var.indices) - other, f"the claimed maximiser is {sp.sstr(other)}"),
@@ -827,7 +948,7 @@ def _limit_preconditions(prev, new):
         raise RuleDoesNotApply(f"the claim must read lim F = L, not {sp.sstr(new)}")
     f, var, point, side = new.lhs.args
     return [
-        _OnChain(f, prev, "F is the chain's expression"),
+        OnChain(f, prev, "F is the chain's expression"),
         LimitIs(f, var, point, str(side), new.rhs, f"lim {var} → {point}{side} of F"),
     ]
 
