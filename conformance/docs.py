@@ -135,6 +135,17 @@ READING_ORDER: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
             "rlhf.beta_limits",
         ),
     ),
+    (
+        "From the RLHF optimum to DPO",
+        "Solved for the reward, the optimum gives r = β log(π*/π_ref) + β log Z. Put into "
+        "the Bradley–Terry likelihood of a preference pair, σ(r_w − r_l), the partition "
+        "function Z cancels, and with the trained policy in the place of π* the negative "
+        "log-likelihood is the DPO loss −log σ(β m), a softplus of the margin of "
+        "log-ratios. Its gradient weights each pair by σ(−β m), so the pairs the policy "
+        "ranks wrongly dominate.",
+        ("dpo",),
+        (),
+    ),
 )
 
 

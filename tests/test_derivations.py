@@ -38,6 +38,7 @@ from klspec.spec.derivations import (
     UnderConstraint,
     check,
     check_step,
+    dpo,
     gibbs,
     main_prove,
     mle,
@@ -419,6 +420,52 @@ CONTROLS = [
                 },
             ),
         },
+    ),
+    (
+        "derivation.dpo",
+        0,
+        2,
+        "the reward without its β log Z",
+        {"expr": dpo.beta * sp.log(dpo.PiStar(dpo.i) / dpo.rho[dpo.i])},
+    ),
+    (
+        "derivation.dpo",
+        1,
+        2,
+        "Z cancelled from one reward only",
+        {
+            "expr": dpo.Sigmoid(
+                dpo.beta * sp.log(dpo.PiStar(dpo.win) / dpo.rho[dpo.win])
+                + dpo.beta * sp.log(dpo.Z)
+                - dpo.beta * sp.log(dpo.PiStar(dpo.lose) / dpo.rho[dpo.lose])
+            )
+        },
+    ),
+    (
+        "derivation.dpo",
+        3,
+        0,
+        "the gradient's weight with the wrong sign",
+        {
+            "expr": sp.Eq(
+                sp.Derivative(dpo.LossOf(dpo.m), dpo.m),
+                dpo.beta * dpo.Sigmoid(-dpo.beta * dpo.m),
+            )
+        },
+    ),
+    (
+        "derivation.dpo",
+        3,
+        3,
+        "a wrongly ranked pair costing +β m",
+        {"expr": sp.Eq(sp.Limit(dpo.LossOf(dpo.m) - dpo.beta * dpo.m, dpo.m, -sp.oo), 0)},
+    ),
+    (
+        "derivation.dpo",
+        4,
+        1,
+        "label smoothing as the soft label ε instead of 1 − ε",
+        {"expr": dpo.BCE(dpo.eps, dpo.Sigmoid(dpo.beta * dpo.m))},
     ),
     (
         "derivation.kl_chain_rule",

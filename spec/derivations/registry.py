@@ -7,6 +7,7 @@ from types import MappingProxyType
 from klspec.spec.derivations._core import Derivation
 from klspec.spec.derivations.autoregressive import AUTOREGRESSIVE_LOG_RATIO, KL_CHAIN_RULE
 from klspec.spec.derivations.cross_entropy import KL_CROSS_ENTROPY
+from klspec.spec.derivations.dpo import DPO
 from klspec.spec.derivations.gaussian_kl import GAUSSIAN_KL
 from klspec.spec.derivations.gibbs import GIBBS
 from klspec.spec.derivations.mle import MLE_BERNOULLI, MLE_FORWARD_KL
@@ -36,6 +37,8 @@ _ORDER: tuple[Derivation, ...] = (
     AUTOREGRESSIVE_LOG_RATIO,
     KL_CHAIN_RULE,
     RLHF_OPTIMUM,
+    # DPO: the optimum solved for the reward, Z cancelling in Bradley–Terry.
+    DPO,
     # The post's numbers.
     WEATHER_NUMBERS,
     # The noise model behind each common loss.
