@@ -1,4 +1,4 @@
-r"""token_kl in one pass over each row: two exponentials per logit, no cancellation.
+r"""token_kl in one pass over each row: one or two exponentials per logit, no cancellation.
 
 The quantity
 ------------
@@ -77,6 +77,41 @@ mpmath (tests/test_token_kl_path.py, every distance of the benchmark's sweep) th
 relative error is below 1e-15 on rows nearly equal (σ <= 0.1) and below 4e-15, the
 apart-row bound of tests/test_language_models.py, elsewhere.
 
+Three methods, by how far apart the rows are (issue 15)
+-------------------------------------------------------
+The cost is the exponentials (numpy's float64 exp has no SIMD form on AVX2: ~8 ns a
+logit) and the polynomial's passes (two a degree), so :func:`block_rows` picks per
+row, from δ's range (a sample of every 16th δ first, so far rows need no range pass):
+
+*Near* (δ spans at most NEAR_SPREAD; σ <= 0.1 of the sweep): no e^β at all. For any
+shift c₀ and t = δ − c₀, with X = Σ P t² g(t) and μ₁ = Σ P t, Σ P e^{−t} = 1 − μ₁ + X
+exactly, so KL = μ₁ + log(1 − μ₁ + X) = X − ψ(X − μ₁). X is a sum of non-negative
+terms, each within ~8u as in the series region below. c₀ = mean − variance/2 of δ
+under P (two sums) makes v = X − μ₁ small, so the rounding of the signed sum μ₁
+(within η = u(log2 n + 8)·Σ P|t|, Σ P|t| <= sqrt(Σ P t²) <= sqrt(2.8 X)) moves KL by
+|v|·η at most; the row is accepted only if that is below u·KL/16.
+
+*Far, direct* (δ spans more; σ = 3, unrelated rows, a token moved far): E and F in
+float64, S_b summed from them, so ĉ is within a few u and its error enters as ε²/2.
+Every term in the direct form E(t − 1) + κF: its parts are within about 4u each (exp
+within an ulp, three roundings), so its error is at most 4u(E|t − 1| + κF) =
+4u(S_a·term + 2E(1 − t)₊), and P(1 − t)₊ <= Q (log x >= 1 − 1/x), so the row is within
+(5 + 8/KL)u plus the sum's γu: accepted alone where KL >= DIRECT_KL = 2.5, within
+8.2u + γu. Rows with smaller KL replace the terms with −3/2 <= t <= 1 by the series
+(the direct form loses digits near t = 0): blended as x + inside·(g − x) without a
+masked copy; where at most 1/16 of the tokens are outside, those get t = 0 in the
+series and their direct term in its place, and the polynomial need only cover the
+others' range (degree 7 instead of 15 for a row equal but for a few tokens).
+
+*Far, mostly inside* (a sample guesses at most MID_OUTSIDE of the tokens outside the
+series region; e.g. rows with −inf masks): the series everywhere but those tokens,
+whose direct terms take e^β in float64 (gathered); S_b from float32 exponentials and
+the correction A − ψ(A − B) below. More tokens outside than guessed: the direct
+method.
+
+A −inf logit (float32 blocks) becomes the row's maximum − 750: e^α, e^β are exactly
+0 and the token has probability 0; Q banning a token P allows makes KL = +inf.
+
 What is left to the whole-row method
 ------------------------------------
 Rows with a logit beyond 2**500 in magnitude (differences could overflow), rows whose
@@ -86,9 +121,9 @@ bans it (E_i = 0, t_i set to −3 so the direct form gives κF_i), 0 where both 
 the row's KL is +inf where only Q bans it.
 
 Memory: the kernel works on blocks of whole rows from :func:`klspec.reference._chunked.run`
-with ~8 float64 buffers of a block each. Rows longer than :data:`LONG_ROW` are
-processed in pieces of CHUNK elements by :func:`long_rows` (three passes: maxima,
-sums, terms), so the memory does not grow with the vocabulary.
+(float32 blocks unconverted) with ~8 float64 buffers of a block each. Rows longer than
+:data:`LONG_ROW` are processed in pieces of CHUNK elements by :func:`long_rows` (three
+passes: maxima, sums, terms), so the memory does not grow with the vocabulary.
 """
 
 from __future__ import annotations
@@ -344,8 +379,9 @@ def _general_rows(
 #: (:func:`_near_rows`); wider rows take :func:`_far_rows`.
 NEAR_SPREAD = 0.99
 
-#: Far rows with KL at least this are summed in the direct form alone (module docs).
-DIRECT_KL = 1.5
+#: Far rows with KL at least this are summed in the direct form alone: within
+#: (5 + 8/KL)u = 8.2u of their value (module docs), as the series terms are.
+DIRECT_KL = 2.5
 
 
 def block_rows(
