@@ -398,9 +398,18 @@ def block_rows(
     values (or float16, integers). Rows not accepted are left to the caller.
     """
     shape = a.shape
+    if not narrow and a.dtype == b.dtype == np.float64:
+        # float64 logits that hold float32 values (a model's float32 or bfloat16 output,
+        # upcast) have the exact differences of float32 ones: their float32 copies serve.
+        a32, b32 = _float32_buffer(work, "na", shape), _float32_buffer(work, "nb", shape)
+        np.copyto(a32, a, casting="unsafe")
+        if (a32 == a).all():
+            np.copyto(b32, b, casting="unsafe")
+            if (b32 == b).all():
+                a, b, narrow = a32, b32, True
     m_a, m_b = m_a.astype(np.float64), m_b.astype(np.float64)
     lo_a, lo_b = a.min(axis=-1).astype(np.float64), b.min(axis=-1).astype(np.float64)
-    infinite = None
+    infinite, given = None, (a, b, lo_a, lo_b)
     if (
         narrow
         and a.dtype == b.dtype == np.float32
@@ -416,7 +425,8 @@ def block_rows(
         scratch = _float32_buffer(work, "kf", shape) if both32 else work("kt", shape)
         smallest = min(float(np.abs(x, out=scratch).min()) for x in (a, b))
         exact = smallest >= largest * 2.0**-27
-    if not exact:
+    if not exact:  # the given logits (−inf masks included) to the TwoSum method
+        a, b, lo_a, lo_b = given
         a, b = as_float64(a, work, "in0"), as_float64(b, work, "in1")
         return _general_rows(a, b, m_a, m_b, work, narrow, lo_a, lo_b)
     t = work("kt", shape)

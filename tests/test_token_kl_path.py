@@ -301,3 +301,31 @@ def test_a_block_of_rows_of_every_method(small_blocks):
     for i in range(len(rows)):
         _check(a[i], b[i], values[i])
         _check(a[i], b[i], token_kl(a[i], b[i]))  # the row in a block of its own
+
+
+@pytest.mark.parametrize("kind", ["0.01", "1", "unrelated", "moved_q"])
+def test_float64_logits_holding_float32_values_take_the_float32_methods(kind):
+    """float64 logits whose values are float32 (upcast model output) give the float32
+    result bit for bit; genuine float64 logits are checked against mpmath above."""
+    a, b = sweep_pair(kind, 900, 17, np.float32)
+    rows = (np.stack([a, b]), np.stack([b, a]))
+    expected = token_kl(*rows)
+    got = token_kl(rows[0].astype(np.float64), rows[1].astype(np.float64))
+    np.testing.assert_array_equal(got, expected)
+    _check(a, b, got[0])
+
+
+def test_float32_masks_with_logits_too_small_for_exact_differences():
+    """A logit of 0 or 1e-30 next to masks sends the block to the TwoSum method, which
+    must see the −inf (not their stand-ins): +inf where Q bans a token, mpmath else."""
+    a, b = sweep_pair("0.1", 500, 23, np.float32)
+    a[-50:] = -np.inf
+    b[-50:] = -np.inf
+    a[5::64] = -np.inf
+    for tiny in (0.0, 1e-30):
+        a[3] = np.float32(tiny)
+        _check(a, b, token_kl(a, b))
+        b2 = b.copy()
+        b2[7] = -np.inf
+        assert token_kl(a, b2) == np.inf
+        assert token_kl(a.astype(np.float64), b2.astype(np.float64)) == np.inf
