@@ -516,7 +516,8 @@ def _near_rows(e, be, t, d_lo, d_hi, faint, work):
     mean = y.sum(axis=-1) / sa
     np.multiply(y, t, out=y)
     variance = np.maximum(y.sum(axis=-1) / sa - mean * mean, 0.0)
-    c0 = mean - 0.5 * variance
+    # (kept where the series covers t = δ − c₀: −3/2 <= t <= 1, the span being below 1)
+    c0 = np.clip(mean - 0.5 * variance, d_hi - _SERIES_HI, d_lo - _SERIES_LO)
     np.subtract(t, c0[:, None], out=t)
     # Rounding is monotonic: the extremes of t = fl(δ − c₀) are those of δ, shifted.
     t_lo, t_hi = d_lo - c0, d_hi - c0

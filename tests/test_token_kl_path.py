@@ -329,3 +329,20 @@ def test_float32_masks_with_logits_too_small_for_exact_differences():
         b2[7] = -np.inf
         assert token_kl(a, b2) == np.inf
         assert token_kl(a.astype(np.float64), b2.astype(np.float64)) == np.inf
+
+
+@pytest.mark.parametrize("top", [0.0, 0.98])
+def test_a_near_row_with_its_mass_at_one_end_of_its_span(top):
+    """δ spans 0.98 (the near method) with most of P on the tokens at one end: the
+    shift c₀ stays where the series covers every t."""
+    rng = np.random.default_rng(3)
+    a = (3.0 * rng.standard_normal(500)).astype(np.float32)
+    d = np.full(500, np.float32(0.98 - top))
+    d[:5] = top
+    a[:5] = 20.0
+    b = (a - d).astype(np.float32)
+    work = _chunked._Workspace()
+    a64, b64 = a[None, :].astype(np.float64), b[None, :].astype(np.float64)
+    kl, accepted = _token_kl.block_rows(a64, b64, a64.max(-1), b64.max(-1), work, True)
+    assert accepted.all()
+    _check(a, b, kl[0])
