@@ -1067,11 +1067,11 @@ def _text(e: sp.Basic) -> str:
     """``e`` on one line of Unicode for a label: ``x²·p(x)``, ``π``, ``μ² + v``."""
     import re
 
-    from sympy.printing.pretty.pretty_symbology import greek_unicode
+    from sympy.printing.pretty.pretty_symbology import pretty_symbol
 
     out = _LabelPrinter({"order": "none"}).doprint(e)
     out = re.sub(r"\*\*(-?\d+)", lambda m: m.group(1).translate(_SUPERSCRIPTS), out)
-    out = re.sub(r"[A-Za-z]+", lambda m: greek_unicode.get(m.group(0), m.group(0)), out)
+    out = re.sub(r"[A-Za-z]+", lambda m: pretty_symbol(m.group(0)), out)
     return out.replace("*", "·")
 
 

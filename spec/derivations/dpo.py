@@ -74,8 +74,17 @@ def _reward_at(k: sp.Symbol) -> sp.Expr:
     return REWARD[1].xreplace({i: k})
 
 
+#: m(θ) = (ℓ_w(θ) − log π_ref(y_w)) − (ℓ_l(θ) − log π_ref(y_l)), the margin as θ varies.
+MarginOf = notation(
+    "DPOMarginOf",
+    r"m(#1)",
+    lambda t: (ell_w(t) - sp.log(rho[win])) - (ell_l(t) - sp.log(rho[lose])),
+    nargs=1,
+)
+
+
 def _margin_of_theta() -> sp.Expr:
-    return (ell_w(theta) - sp.log(rho[win])) - (ell_l(theta) - sp.log(rho[lose]))
+    return MarginOf(theta)
 
 
 DPO = Derivation(
@@ -125,7 +134,14 @@ DPO = Derivation(
             steps=(
                 Step(Sigmoid(r[win] - r[lose]), "the Bradley–Terry model", Proved()),
                 Step(
-                    Sigmoid(_reward_at(win) - _reward_at(lose)),
+                    # As written: sympy would cancel the two β log Z at once.
+                    Sigmoid(
+                        sp.Add(
+                            _reward_at(win),
+                            sp.Mul(-1, _reward_at(lose), evaluate=False),
+                            evaluate=False,
+                        )
+                    ),
                     "the reward of chain 1, at y_w and at y_l",
                     ByRule(INSTANCE, {"identity": REWARD, "over": (i,), "proof": Proved()}),
                 ),
