@@ -301,4 +301,16 @@ def _check_and_report(derivations: list[Derivation], *, verbose: bool, out) -> i
         f"({total:.1f} s)",
         file=out,
     )
+    print(f"  {level_counts(steps)}", file=out)
     return 0
+
+
+def level_counts(steps) -> str:
+    """``82 proved, 21 by rule, ...``: how many steps reached each level, strongest first."""
+    from klspec.spec.derivations.checks import Level
+
+    counts = {level: 0 for level in sorted(Level, reverse=True)}
+    for s in steps:
+        if s.level is not None:
+            counts[s.level] += 1
+    return ", ".join(f"{n} {level.words}" for level, n in counts.items() if n)
