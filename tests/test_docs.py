@@ -75,5 +75,6 @@ def test_klspec_prove_exit_status(capsys):
     out = io.StringIO()
     assert main(["prove", "kl_cross_entropy"], out=out) == 0
     assert "each at its claimed level" in out.getvalue()
+    assert out.getvalue().rstrip().endswith("3 proved")  # the steps at each level
     assert main(["prove", "no_such_derivation"], out=io.StringIO()) == 2
     assert "no derivation 'no_such_derivation'" in capsys.readouterr().err
