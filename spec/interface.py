@@ -52,6 +52,7 @@ TOPICS: tuple[Topic, ...] = (
     Topic("fitting", "Gaussian fits"),
     Topic("language_models", "Language models"),
     Topic("rlhf", "RLHF"),
+    Topic("preference", "Preference losses"),
 )
 
 TOPIC_KEYS: tuple[str, ...] = tuple(t.key for t in TOPICS)
@@ -77,6 +78,9 @@ class Function:
     reference: str
     signature: str | None = None
     direct: bool = False
+    #: Arguments a signature may name beyond ``arguments`` (a target that takes them declares
+    #: the capability of the same name): dpo's ``label_smoothing``.
+    optional: tuple[str, ...] = ()
 
     @property
     def quantity(self) -> str:
@@ -141,6 +145,15 @@ FUNCTIONS: tuple[Function, ...] = (
         "rlhf_objective", ("policy", "ref_probs", "rewards", "beta"), "rlhf", "rlhf_objective"
     ),
     Function("rlhf_optimal_value", ("ref_probs", "rewards", "beta"), "rlhf", "rlhf_optimal_value"),
+    Function(
+        "dpo",
+        ("logp_chosen", "logp_rejected", "ref_logp_chosen", "ref_logp_rejected", "beta"),
+        "preference",
+        "dpo_loss",
+        "f(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_rejected, beta)",
+        direct=True,
+        optional=("label_smoothing",),
+    ),
 )
 
 _BY_NAME: dict[str, Function] = {f.name: f for f in FUNCTIONS}
@@ -161,7 +174,12 @@ CAPABILITIES: dict[str, str] = {
     "axis": "accepts axis= (the axis holding the outcomes)",
     "validates": "raises ValueError/TypeError naming the argument on bad input",
     "log_ratio_range": "k1/k2/k3 exact only where log r lies in a declared range (clamped outside)",
+    "label_smoothing": "dpo accepts label_smoothing= (the conservative-DPO mixture)",
 }
+
+#: Arguments of a direct function that are one number for the whole call, not an array per
+#: position: handed to a target as a Python float, whatever its array type and format.
+SCALAR_ARGUMENTS: tuple[str, ...] = ("beta", "label_smoothing")
 
 
 def function(name: str) -> Function:
@@ -214,9 +232,14 @@ class Implementation:
         ``(lo, hi)``: k1/k2/k3 are exact only where log r = ref_logp − logp lies in
         [lo, hi] (a clamp by design); value and gradient checks draw there, and the
         capability ``log_ratio_range`` is declared.
+    ``beta``
+        the β a dpo target is checked at (``klspec check --beta``): a target whose β is
+        fixed (a trainer's config) is called with it, and every dpo check draws its pairs
+        for it; None (the reference) lets the checks draw β too.
     """
 
     __slots__ = (
+        "beta",
         "by_name",
         "capabilities",
         "conventions",
@@ -243,6 +266,7 @@ class Implementation:
         derivatives: dict[str, Callable[..., Any]] | None = None,
         gradient_of: dict[str, str] | None = None,
         log_ratio_range: tuple[float, float] | None = None,
+        beta: float | None = None,
         **functions: Callable[..., Any] | None,
     ) -> None:
         unknown = sorted(set(functions) - ARGUMENTS.keys())
@@ -275,6 +299,7 @@ class Implementation:
             ("derivatives", dict(derivatives or {})),
             ("gradient_of", dict(gradient_of or {})),
             ("log_ratio_range", None if log_ratio_range is None else tuple(log_ratio_range)),
+            ("beta", None if beta is None else float(beta)),
         ):
             object.__setattr__(self, attribute, value)
 
@@ -302,6 +327,7 @@ class Implementation:
             "derivatives": self.derivatives,
             "gradient_of": self.gradient_of,
             "log_ratio_range": self.log_ratio_range,
+            "beta": self.beta,
             **self.functions,
         }
         fields.update(changes)

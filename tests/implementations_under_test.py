@@ -16,6 +16,7 @@ import numpy as np
 import scipy.special
 import scipy.stats
 from model_implementations_under_test import ACCEPTED_MODELS, BROKEN_MODELS
+from preference_implementations_under_test import ACCEPTED_PREFERENCE, BROKEN_PREFERENCE
 
 from klspec.spec import Implementation
 
@@ -74,7 +75,7 @@ SCIPY_STATS_ENTROPY = Implementation(
     capabilities=CONVENTIONS,
 )
 
-ACCEPTED = (TEXTBOOK, SCIPY_STATS_ENTROPY, *ACCEPTED_MODELS)
+ACCEPTED = (TEXTBOOK, SCIPY_STATS_ENTROPY, *ACCEPTED_MODELS, *ACCEPTED_PREFERENCE)
 
 #: Correct within rounding, yet negative on nearly equal inputs (the headline finding).
 UNCLAMPED = Implementation(
@@ -369,6 +370,7 @@ BROKEN: dict[str, tuple[Implementation, ...]] = {
     "inputs.unmodified[cross_entropy]": (_cross_entropy(cross_entropy_writes_log_into_q),),
     "domain.validation": (NO_VALIDATION, VAGUE_ERRORS),
     **BROKEN_MODELS,
+    **BROKEN_PREFERENCE,
 }
 
 

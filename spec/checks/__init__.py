@@ -26,6 +26,7 @@ from klspec.spec.checks import (  # noqa: F401  (each registers its checks)
     language_models,
     likelihood,
     noise_models,
+    preference,
     rlhf,
 )
 from klspec.spec.checks._registry import REGISTERED, Check

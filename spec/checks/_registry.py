@@ -44,7 +44,8 @@ class Check:
     hazard: str | None = None
     #: What of the implementation the strategy adapts to, passed to its factory as keywords:
     #: "precision" (the check rounds its inputs to the target's format and derives its
-    #: tolerances from it; checks without it run at float64 only), "log_ratio_range".
+    #: tolerances from it; checks without it run at float64 only), "log_ratio_range", "beta"
+    #: (a dpo target's own β; None lets the strategy draw it).
     adapts: tuple[str, ...] = ()
     #: Inputs tried first on every run, whatever the seed: ``examples(precision)`` gives
     #: the known killers of the clause in that format.
@@ -56,7 +57,11 @@ class Check:
             return self.strategy
         if impl is None or not self.adapts:
             return self.strategy()
-        given = {"precision": impl.precision, "log_ratio_range": impl.log_ratio_range}
+        given = {
+            "precision": impl.precision,
+            "log_ratio_range": impl.log_ratio_range,
+            "beta": impl.beta,
+        }
         return self.strategy(**{k: given[k] for k in self.adapts})
 
     def explicit(self, impl: Implementation | None = None) -> list[Any]:
@@ -68,6 +73,8 @@ class Check:
         precision = impl.precision if impl is not None else FLOAT64
         if "log_ratio_range" in self.adapts and impl is not None and impl.log_ratio_range:
             return self.examples(precision, log_ratio_range=impl.log_ratio_range)
+        if "beta" in self.adapts and impl is not None and impl.beta is not None:
+            return self.examples(precision, beta=impl.beta)
         return self.examples(precision)
 
     def runs_at(self, impl: Implementation) -> bool:

@@ -38,6 +38,7 @@ from klspec.spec.clauses import (
     language_models,
     likelihood,
     noise_models,
+    preference,
     rlhf,
 )
 from klspec.spec.clauses._base import KINDS, LEVELS, Clause, Kind, Level, lookup
@@ -62,6 +63,7 @@ _MODULES = {
     "fitting": fitting,
     "language_models": language_models,
     "rlhf": rlhf,
+    "preference": preference,
 }
 assert tuple(_MODULES) == TOPIC_KEYS, "one clause module per topic, in reading order"
 
