@@ -439,7 +439,7 @@ def block_rows(
     faint = np.maximum(m_a - lo_a, m_b - lo_b) > 690.0
     # A sample of δ (every 16th token) tells rows surely far apart from the others: for
     # those a bound on δ's range (|δ| <= the larger logit span) does, without a pass.
-    sample = t[:, ::16]
+    sample = np.ascontiguousarray(t[:, ::16])  # one strided read, then small
     if ((sample.max(axis=-1) - sample.min(axis=-1)) <= NEAR_SPREAD).any():
         d_lo, d_hi = t.min(axis=-1), t.max(axis=-1)
     else:
