@@ -106,7 +106,8 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
         "cross-entropy reduce the last axis of probabilities; token-kl takes logits "
         "(positions, vocabulary) and returns a KL per position; k1, k2, k3 take the "
         "log-probabilities of sampled tokens under π and π_ref and return an estimate of "
-        "KL(π‖π_ref) per token",
+        "KL(π‖π_ref) per token; dpo takes the log-probabilities of whole responses "
+        "(chosen, rejected, under π and π_ref) and β, and returns one loss per pair",
     )
     target.add_argument(
         "--signature",
@@ -115,7 +116,10 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
         "'f(p, q)' (default for kl and cross-entropy), 'f(log_q, p)' (torch's order), "
         "'f(log_q, log_p)', 'f(p)' (default for entropy); for token-kl the names "
         "logits_p, logits_q (default 'f(logits_p, logits_q)'), for k1/k2/k3 logp, ref_logp "
-        "(default 'f(logp, ref_logp)'), in any order or as keywords",
+        "(default 'f(logp, ref_logp)'), for dpo logp_chosen, logp_rejected, ref_logp_chosen, "
+        "ref_logp_rejected, beta and optionally label_smoothing (default 'f(logp_chosen, "
+        "logp_rejected, ref_logp_chosen, ref_logp_rejected, beta)'), in any order or as "
+        "keywords",
     )
     target.add_argument(
         "--batched",
@@ -163,6 +167,13 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
         "ref_logp - logp lies in [LO, HI]: value and gradient clauses are checked there, "
         "and estimator.clamp_bias reports what the clamp does outside (a k3 clamped to "
         "<= 10 is exact on about -11:2.61)",
+    )
+    target.add_argument(
+        "--beta",
+        type=float,
+        metavar="B",
+        help="dpo: the β the function is called with, as given, and every dpo clause is "
+        "checked at (default 0.1)",
     )
     parser.add_argument(
         "--max-examples", type=int, metavar="N", help="examples per check (overrides the profile)"
@@ -216,6 +227,7 @@ def check(args: argparse.Namespace, out: TextIO) -> int:
         "reduction": args.reduction,
         "gradient_of": args.gradient_of,
         "log_ratio_range": args.log_ratio_range,
+        "beta": args.beta,
     }
     try:
         if args.max_examples is not None and args.max_examples < 1:

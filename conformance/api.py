@@ -45,6 +45,7 @@ def check(
     reduction: str = "none",
     gradient_of: str | None = None,
     log_ratio_range: tuple[float, float] | None = None,
+    beta: float | None = None,
     clauses: Iterable[str] | None = None,
     profile: str = "default",
     max_examples: int | None = None,
@@ -57,8 +58,8 @@ def check(
 ) -> Report:
     """Check a function (or a target name) against the spec; raise if a required clause fails.
 
-    ``quantity`` is "kl", "entropy", "cross-entropy", "token-kl", "k1", "k2" or
-    "k3" (:data:`klspec.conformance.signatures.QUANTITIES`); ``signature`` says how the
+    ``quantity`` is "kl", "entropy", "cross-entropy", "token-kl", "k1", "k2", "k3"
+    or "dpo" (:data:`klspec.conformance.signatures.QUANTITIES`); ``signature`` says how the
     function is called, in the vocabulary ``p, q, log_p, log_q, logits_p,
     logits_q`` (default ``"f(p, q)"``, or ``"f(p)"`` for entropy), or for token-kl
     and the estimators by their own argument names (``"f(logp, ref_logp)"``);
@@ -69,7 +70,7 @@ def check(
     ``reduction`` ("sum", "mean") that it returns one number over positions;
     ``gradient_of`` that a k1/k2/k3 is straight-through (its autograd gradient is
     another estimator's); ``log_ratio_range`` the (lo, hi) of log r where a clamped
-    k1/k2/k3 is exact. ``clauses``
+    k1/k2/k3 is exact; ``beta`` the β a dpo target is called with (default 0.1). ``clauses``
     restricts the run to those clause ids; ``profile``, ``max_examples`` and
     ``seed`` set the search; ``timeout`` limits each call (seconds);
     ``xfails`` maps clause ids or check names to the reason they are expected
@@ -93,6 +94,7 @@ def check(
         "reduction": reduction,
         "gradient_of": gradient_of,
         "log_ratio_range": log_ratio_range,
+        "beta": beta,
     }
     if isinstance(target, str) and (":" not in target):
         options = {}  # a built-in target keeps its own conventions

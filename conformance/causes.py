@@ -75,6 +75,8 @@ class Cause:
     @property
     def text(self) -> str:
         """The cause in words: ``returns NaN where p_i = q_i = 0``."""
+        if self.diagnosed:  # a bug recognised from its values: the words say it all
+            return f"it {self.note}"
         what = SYMPTOMS.get(self.symptom, "violates the clause")
         if self.convention == "rounding" and self.symptom == "value":
             what = f"is accurate to {self.dtype} rounding, not to the clause's bound"
@@ -86,6 +88,11 @@ class Cause:
         elif self.condition:
             what += f" on {self.condition}"
         return f"{what}: {self.note}" if self.note else what
+
+    @property
+    def diagnosed(self) -> bool:
+        """Whether a known bug explains the failure (klspec.conformance.preference_causes)."""
+        return self.convention.startswith("bug:")
 
     @property
     def by_convention(self) -> bool:
@@ -113,6 +120,8 @@ class Cause:
         """
         if self.by_convention:
             return ("convention", self.convention)
+        if self.diagnosed:  # one bug, whatever symptom each clause saw
+            return ("bug", self.convention)
         # A condition only describes the inputs (it is not shown to be needed, as a hazard
         # is): the same symptom with and without one is one bug.
         return (self.symptom, self.hazards, "", self.convention, self.detail)
@@ -160,6 +169,13 @@ def analyse(
     is left out of the cause.
     """
     detail = exception_type(message) if symptom == "raises" else ""
+    if check.clause_id.startswith("dpo.") and symptom != "raises":
+        from klspec.conformance.preference_causes import diagnose
+
+        found = diagnose(impl, case)
+        if found:
+            return Cause(symptom, dtype=impl.dtype, **found)
+        return Cause(symptom, detail=detail, dtype=impl.dtype)
     arrays = getattr(case, "arrays", None)
     if symptom not in _ANALYSED:
         return Cause(symptom, detail=detail)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import hypothesis
+import numpy as np
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import strategies as st
 
@@ -336,15 +337,20 @@ def reproduction(check_name: str, target: str | Implementation, case: Any) -> st
     name = impl.name if impl is not None else target
     by_name = impl is None or impl.by_name
     args = [repr(check_name), repr(name) if by_name else name]
-    if impl is not None:
-        args += [f"{k}={v!r}" for k, v in impl.options]
+    options = dict(impl.options) if impl is not None else {}
+    args += [f"{k}={v!r}" for k, v in options.items()]
     if case is not None:
         text = repr(case)
         if text.startswith("build_case("):
             imports += "; from klspec.spec.strategies import build_case"
             args.append(f"case={text}")
         else:
-            args += [f"{key}={literal(value)}" for key, value in case.arrays.items()]
+            # An option that is also an array of the case (a dpo target's beta) is given once.
+            args += [
+                f"{key}={literal(value)}"
+                for key, value in case.arrays.items()
+                if key not in options
+            ]
     if not by_name:
         return f"{imports}; replay({', '.join(args)})"
     return f'python -c "{imports}; replay({", ".join(args)})"'
@@ -364,6 +370,7 @@ def replay(
     reduction: str | None = None,
     gradient_of: str | None = None,
     log_ratio_range: tuple[float, float] | None = None,
+    beta: float | None = None,
     **arrays: Any,
 ) -> None:
     """Rerun one check on one input: raise its ``AssertionError`` if it fails.
@@ -371,7 +378,7 @@ def replay(
     ``target`` is anything :func:`klspec.conformance.targets.resolve` takes (a
     target name, ``"module:function"`` or a function, with ``quantity``,
     ``signature``, ``batched``, ``array``, ``dtype``, ``device``, ``reduction``,
-    ``gradient_of`` and ``log_ratio_range`` saying how to call it) or an
+    ``gradient_of``, ``log_ratio_range`` and ``beta`` saying how to call it) or an
     :class:`Implementation`. Give the input as arrays (``p=np.array([...]),
     q=...``) or as a ``case`` (``build_case(...)``); checks with a fixed input
     take neither. Prints a line when the check passes.
@@ -393,7 +400,12 @@ def replay(
             reduction=reduction,
             gradient_of=gradient_of,
             log_ratio_range=log_ratio_range,
+            beta=beta if quantity == "dpo" else None,
         )
+    if beta is not None:  # a dpo target's β is also the case's
+        beta = float(np.asarray(beta, dtype=np.float64).reshape(-1)[0])
+    if beta is not None and arrays and "beta" not in arrays:
+        arrays["beta"] = [beta]
     missing = impl.missing(check.needs)
     if missing:
         raise LookupError(

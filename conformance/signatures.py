@@ -45,13 +45,14 @@ import ast
 import contextlib
 import importlib
 import importlib.util
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from klspec.spec.interface import QUANTITIES, Implementation
+from klspec.spec.interface import QUANTITIES, SCALAR_ARGUMENTS, Implementation
 
 #: The names a signature may use, and what each argument receives.
 VOCABULARY: dict[str, str] = {
@@ -107,8 +108,13 @@ class Signature:
         made = {form: self.make(form, named) for form in self.forms}
         return [made[f] for f in self.positional], {k: made[v] for k, v in self.keywords}
 
-    def make(self, form: str, named: dict[str, np.ndarray]) -> np.ndarray:
-        """The array an argument of this form receives (a fresh float64 copy)."""
+    def make(self, form: str, named: dict[str, np.ndarray]) -> np.ndarray | float:
+        """The array an argument of this form receives (a fresh float64 copy).
+
+        One number for the whole call (dpo's ``beta``, ``label_smoothing``) is a Python float.
+        """
+        if self.direct and form in SCALAR_ARGUMENTS:
+            return float(np.asarray(named[form], dtype=np.float64).reshape(-1)[0])
         if self.direct:
             return np.array(named[form], dtype=np.float64)
         return _form(form, named["p"], named.get("q"))
@@ -127,7 +133,7 @@ def parse_signature(text: str, quantity: str = "kl") -> Signature:
     if quantity not in QUANTITIES:
         raise SignatureError(f"unknown quantity {quantity!r}; use one of {', '.join(QUANTITIES)}")
     fn = QUANTITIES[quantity]
-    vocabulary = fn.arguments if fn.direct else tuple(VOCABULARY)
+    vocabulary = (*fn.arguments, *fn.optional) if fn.direct else tuple(VOCABULARY)
     try:
         call = ast.parse(text.strip(), mode="eval").body
     except SyntaxError:
@@ -148,9 +154,10 @@ def parse_signature(text: str, quantity: str = "kl") -> Signature:
     if len(set(forms)) != len(forms):
         raise SignatureError(f"signature {text!r} names an argument twice")
     if sig.direct:
-        if set(forms) != set(vocabulary):
+        if set(forms) - set(fn.optional) != set(fn.arguments):
+            also = f" (and may take {', '.join(fn.optional)})" if fn.optional else ""
             raise SignatureError(
-                f"signature {text!r} for {quantity} must take {' and '.join(vocabulary)}"
+                f"signature {text!r} for {quantity} must take {' and '.join(fn.arguments)}{also}"
             )
         return sig
     of_p = [f for f in forms if f.endswith("p")]
@@ -308,15 +315,20 @@ def _handed(
     args, kwargs = signature.arguments(named)
     # Checks hand over values the format represents (they judge against the exact value of
     # those); other callers' values are rounded by the conversion, as the library would.
-    handed = [_to_array(calling.array, a, calling.dtype, calling.device) for a in args]
-    handed_kw = {
-        k: _to_array(calling.array, a, calling.dtype, calling.device) for k, a in kwargs.items()
-    }
+    handed = [_hand(calling, a) for a in args]
+    handed_kw = {k: _hand(calling, a) for k, a in kwargs.items()}
     snapshots = [
         np.array(_as_numpy(h) if _as_numpy(h) is not None else a)
         for h, a in zip([*handed, *handed_kw.values()], [*args, *kwargs.values()], strict=True)
     ]
     return handed, handed_kw, snapshots
+
+
+def _hand(calling: Calling, a: np.ndarray | float) -> Any:
+    """An argument in the target's array type and format; one number stays a Python float."""
+    if isinstance(a, float):
+        return a
+    return _to_array(calling.array, a, calling.dtype, calling.device)
 
 
 def call_with(
@@ -367,6 +379,7 @@ def _per_position(
     last axis.
     """
     arrays = {k: np.asarray(v) for k, v in named.items()}
+    scalars = {k: arrays.pop(k) for k in SCALAR_ARGUMENTS if k in arrays and signature.direct}
     first = next(iter(arrays.values()))
     elementwise = signature.direct and first.ndim <= 1 and "logits_p" not in arrays
     lead = first.shape if elementwise else first.shape[:-1]
@@ -376,6 +389,7 @@ def _per_position(
             k: (v[index].reshape(1) if elementwise else v[index][None, :])
             for k, v in arrays.items()
         }
+        part.update(scalars)
         value = np.asarray(call(part), dtype=np.float64)
         if value.size != 1:
             raise ValueError(
@@ -457,6 +471,7 @@ def wrap(
     reduction: str = "none",
     gradient_of: str | None = None,
     log_ratio_range: tuple[float, float] | None = None,
+    beta: float | None = None,
 ) -> Implementation:
     """An :class:`Implementation` of ``quantity`` that calls ``fn`` as ``signature`` says.
 
@@ -470,7 +485,9 @@ def wrap(
     estimator (the value of ``quantity``, the gradient of another) and
     ``log_ratio_range`` the (lo, hi) of log r where it is exact (it clamps
     outside). Torch and jax targets of k1/k2/k3 are differentiated with their own
-    autograd.
+    autograd. For dpo, ``beta`` (default 0.1) is the β it is called with and checked
+    at, and a signature naming ``label_smoothing`` declares that capability; torch and
+    jax dpo targets are differentiated in ``logp_chosen`` by their autograd.
     """
     if quantity not in QUANTITIES:
         raise SignatureError(f"unknown quantity {quantity!r}; use one of {', '.join(QUANTITIES)}")
@@ -511,9 +528,24 @@ def wrap(
         log_ratio_range = (lo, hi)
     names = QUANTITIES[quantity].arguments
     calling = Calling(array, dtype, device, reduction)
+    is_dpo = field == "dpo"
+    if beta is not None and not is_dpo:
+        raise SignatureError("--beta applies to dpo targets (--quantity dpo)")
+    if is_dpo:
+        beta = 0.1 if beta is None else float(beta)
+        if not (math.isfinite(beta) and beta > 0):
+            raise SignatureError(f"--beta {beta!r} must be a finite number > 0")
+    smoothing = "label_smoothing" in sig.forms
 
-    def call(*arrays, **_):
-        return call_with(fn, sig, calling, dict(zip(names, arrays, strict=True)))
+    def named_arguments(arrays: tuple, options: dict) -> dict[str, Any]:
+        named = dict(zip(names, arrays, strict=False))  # dpo's beta may come as a keyword
+        named.update({k: v for k, v in options.items() if k in names or k in SCALAR_ARGUMENTS})
+        if smoothing:
+            named.setdefault("label_smoothing", 0.0)
+        return named
+
+    def call(*arrays, **options):
+        return call_with(fn, sig, calling, named_arguments(arrays, options))
 
     call.__name__ = getattr(fn, "__name__", "function")
     where = f" on {device}" if device else ""
@@ -525,9 +557,19 @@ def wrap(
             return derivative_with(fn, sig, calling, dict(zip(names, arrays, strict=True)), "logp")
 
         derivatives[field] = derivative
+    if is_dpo and array != "numpy":
+
+        def dpo_derivative(*arrays, **options):
+            named = named_arguments(arrays, options)
+            return derivative_with(fn, sig, calling, named, "logp_chosen")
+
+        derivatives[field] = dpo_derivative
+    capabilities = {"batched"} if batched else set()
+    if smoothing:
+        capabilities.add("label_smoothing")
     return Implementation(
         name=name,
-        capabilities=frozenset({"batched"} if batched else ()),
+        capabilities=frozenset(capabilities),
         description=description or call.__doc__,
         options=options,
         conventions=conventions,
@@ -535,6 +577,7 @@ def wrap(
         derivatives=derivatives,
         gradient_of={field: gradient_of} if gradient_of else {},
         log_ratio_range=log_ratio_range,
+        beta=beta,
         **{field: call},
     )
 

@@ -35,6 +35,7 @@ OPTIONS = (
     "reduction",
     "gradient_of",
     "log_ratio_range",
+    "beta",
 )
 
 
@@ -87,11 +88,12 @@ def resolve(target: str | Callable[..., Any], **options: Any) -> Implementation:
     ``"package.module:function"`` string (importable from the current directory
     too), or a function. Functions and module:function targets take the
     options ``quantity`` (a key of :data:`~klspec.spec.interface.QUANTITIES`:
-    "kl", "entropy", "cross-entropy", "token-kl", "k1", "k2", "k3"),
+    "kl", "entropy", "cross-entropy", "token-kl", "k1", "k2", "k3", "dpo"),
     ``signature``, ``batched``, ``array`` ("numpy", "torch" or "jax"), ``dtype``
     ("float64", "float32", "float16", "bfloat16"), ``device`` (torch and jax),
     ``reduction`` ("none", "sum", "mean"), ``gradient_of`` and ``log_ratio_range``
-    (k1/k2/k3); see :func:`klspec.conformance.signatures.wrap`.
+    (k1/k2/k3), ``beta`` (dpo: the β it is called with, default 0.1); see
+    :func:`klspec.conformance.signatures.wrap`.
 
     Raises :class:`TargetError` (or :class:`AdapterUnavailable`) for a target
     that cannot be checked, :class:`~klspec.conformance.signatures.SignatureError`
@@ -100,7 +102,12 @@ def resolve(target: str | Callable[..., Any], **options: Any) -> Implementation:
     unknown = set(options) - set(OPTIONS)
     if unknown:
         raise TypeError(f"unknown options {sorted(unknown)}; known: {', '.join(OPTIONS)}")
-    given = {k: v for k, v in options.items() if v not in (None, False)}
+    # β = 0 is a value (an error for dpo), not an option left out.
+    given = {
+        k: v
+        for k, v in options.items()
+        if v not in (None, False) or (k == "beta" and v is not None)
+    }
     builtin = isinstance(target, str) and (target in _TARGETS or target in ADAPTERS)
     if builtin and given:
         raise SignatureError(
@@ -114,6 +121,7 @@ def resolve(target: str | Callable[..., Any], **options: Any) -> Implementation:
         ("array", "numpy"),
         ("dtype", "float64"),
         ("reduction", "none"),
+        ("beta", 0.1),
     ):
         if given.get(key) == default:
             del given[key]
@@ -169,6 +177,7 @@ def _wrap_function(
         reduction=options.get("reduction", "none"),
         gradient_of=options.get("gradient_of"),
         log_ratio_range=options.get("log_ratio_range"),
+        beta=options.get("beta"),
     )
     return impl if by_name else impl.replace(by_name=False)
 
