@@ -4,7 +4,7 @@
 :func:`pages` returns: docs/index.md (what klspec is, a reading order that follows
 the post, the clause catalog as tables by topic), the worked pages with numbers
 computed by the reference (:mod:`klspec.conformance.worked_pages`: fitting.md,
-language_models.md, rlhf.md), the picture of the fits (fits.md, fits.svg: plain SVG
+language_models.md, rlhf.md, dpo.md), the picture of the fits (fits.md, fits.svg: plain SVG
 drawn here, the same bytes on every machine) and docs/proofs/ (one page per derivation,
 rendered with the level the checker reached). Nothing here is
 written by hand, so the docs cannot drift from the code: a test fails when
@@ -144,7 +144,15 @@ READING_ORDER: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
         "log-ratios. Its gradient weights each pair by σ(−β m), so the pairs the policy "
         "ranks wrongly dominate.",
         ("dpo",),
-        (),
+        (
+            "dpo.definition",
+            "dpo.limits",
+            "dpo.swap_symmetry",
+            "dpo.shift_invariant",
+            "dpo.bradley_terry",
+            "dpo.gradient_weight",
+            "dpo.label_smoothing",
+        ),
     ),
 )
 
@@ -182,7 +190,7 @@ def index_page(derivation_titles: dict[str, str]) -> str:
         "- Worked pages, every number computed by the reference: "
         "[forward against reverse KL](fitting.md) (and [its picture](fits.md)), "
         "[KL for language models](language_models.md), "
-        "[the RLHF optimum](rlhf.md).",
+        "[the RLHF optimum](rlhf.md), [DPO](dpo.md).",
         "",
         "## Reading order",
         "",
@@ -373,7 +381,12 @@ def pages() -> dict[str, str]:
 
     results = run()
     titles = {r.derivation.id.removeprefix("derivation."): r.derivation.title for r in results}
-    from klspec.conformance.worked_pages import fits_page, language_models_page, rlhf_page
+    from klspec.conformance.worked_pages import (
+        dpo_page,
+        fits_page,
+        language_models_page,
+        rlhf_page,
+    )
 
     out = {
         "index.md": index_page(titles),
@@ -382,6 +395,7 @@ def pages() -> dict[str, str]:
         "fits.svg": fits_svg(),
         "language_models.md": language_models_page(),
         "rlhf.md": rlhf_page(),
+        "dpo.md": dpo_page(),
     }
     out.update({f"proofs/{name}": text for name, text in proof_pages(results).items()})
     return out

@@ -65,7 +65,12 @@ def _from_margins(
 
 
 def _pairs(
-    rng: np.random.Generator, regime: str, n: int, beta: float, fmt: Precision
+    rng: np.random.Generator,
+    regime: str,
+    n: int,
+    beta: float,
+    fmt: Precision,
+    largest: float | None = None,
 ) -> tuple[np.ndarray, ...]:
     span = _span(fmt)
     shifts = rng.uniform(0.0, span, (2, n))
@@ -85,7 +90,7 @@ def _pairs(
         rr = np.minimum(fmt.round(lr * (1 + rel[1])), 0.0)
         return lc, lr, rc, rr
     if regime == "extreme":  # |β·m| beyond 710: a literal exp overflows or underflows
-        top = min(6.0, math.log10(fmt.max) - 2)
+        top = min(6.0, math.log10(fmt.max) - 2, math.log10(largest or 1e6))
         z = 10.0 ** rng.uniform(math.log10(20.0), top, n) * rng.choice([-1.0, 1.0], n)
         m = np.minimum(np.abs(z / beta), fmt.max / 16) * np.sign(z)
         return _from_margins(m, shifts, fmt)
@@ -122,11 +127,11 @@ def dpo_pairs(
     if regime == "batch":
         n = draw(st.integers(16, 1024), label="pairs")
         kinds = rng.choice(["typical", "tiny", "extreme", "cancelling"], n)
-        parts = [list(_pairs(rng, str(k), 1, b, fmt)) for k in kinds]
+        parts = [list(_pairs(rng, str(k), 1, b, fmt, largest)) for k in kinds]
         arrays = tuple(np.concatenate([p[i] for p in parts]) for i in range(4))
     else:
         n = draw(st.integers(1, 8), label="pairs")
-        arrays = _pairs(rng, regime, n, b, fmt)
+        arrays = _pairs(rng, regime, n, b, fmt, largest)
     if largest is not None:
         z = b * _margins_float(*arrays)
         keep = np.abs(z) <= largest
