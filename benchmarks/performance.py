@@ -1183,8 +1183,9 @@ def where_the_time_goes(by_case: dict[str, list[dict]], threads: int | None) -> 
             "rows in between (σ = 0.5, 1, small-KL moved rows) both and the series where "
             "−1.5 ≤ t ≤ 1 (degree 15, or 7 when all but a few tokens lie close to each "
             "other); rows with −inf masks the series with e^β only outside its region. "
-            "For float64 logits torch's own exp is slower and the gap narrows (float64 "
-            "logits holding float32 values, as the sweep's do, take the float32 methods). "
+            "For float64 logits torch's own exp is slower and the gap narrows; they take "
+            "the older TwoSum method (the sweep's are genuine float64: 3·x and a + σ·noise "
+            "computed in float64), unless they hold float32 values. "
             "Rows the certificates reject (KL below ~1e-11, logits beyond 2**500) take "
             "the whole-row method.",
         ]
