@@ -633,6 +633,8 @@ def _library_adapter(record: Any) -> None:
             reduction=record.reduction or "none",
             gradient_of=record.gradient_of,
             log_ratio_range=record.log_ratio_range,
+            beta=record.beta,
+            signature=record.signature,
             description=f"{record.library}: {record.summary} ({record.dtype})",
             conventions=_LIBRARY_CONVENTIONS.get(record.name, ()),
         )

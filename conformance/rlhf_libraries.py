@@ -26,6 +26,10 @@ Calling conventions of :attr:`LibraryKL.function`:
   (positions, vocabulary); the library's KL(softmax(logits_p)‖softmax(logits_q))
   per position, or, where the library only returns a reduction
   (``reduction`` set), that scalar. Temperature 1; labels ignore no position.
+* quantity ``"dpo"``: ``f(logp_chosen, logp_rejected, ref_logp_chosen,
+  ref_logp_rejected, beta)`` (and ``label_smoothing`` where the loss takes it),
+  tensors of one shape holding the log-probabilities of whole responses, β a float;
+  the library's DPO loss per pair, before its mean over the batch.
 
 Every record is checked in float32 (``dtype``): the libraries run in float32 or
 cast to it.
@@ -65,6 +69,10 @@ class LibraryKL:
     gradient_of: str | None = None
     #: The adapter docstring: summary line, then conventions, source, advice.
     doc: str = ""
+    #: dpo records: the β they are checked at (the library's default), and the signature
+    #: when it differs from the default (one naming label_smoothing).
+    beta: float | None = None
+    signature: str | None = None
 
     @property
     def summary(self) -> str:
@@ -437,6 +445,10 @@ _TRL = "huggingface/trl@f2cd57710ae345ea6428ae95363267fcf38a3dc8"
 _TRL_GRPO = "trl/trainer/grpo_trainer.py"
 _TRL_PPO = "trl/experimental/ppo/ppo_trainer.py"
 _TRL_GKD = "trl/experimental/gkd/gkd_trainer.py"
+_TRL_DPO = "trl/trainer/dpo_trainer.py"
+#: The last commit before "Refactor DPO (#3906)" (e3b7897), which removed DPOTrainer.dpo_loss
+#: and with it label smoothing from the "sigmoid" loss.
+_TRL_BEFORE_REFACTOR = "huggingface/trl@a68fb896f008f58a3d37abf11ae665357b7c679a"
 
 
 def _trl_grpo_k3(logp, ref_logp):
@@ -462,6 +474,42 @@ def _trl_ppo(estimator: str) -> Callable[..., Any]:
 
     kl.__name__ = f"trl_ppo_{estimator}"
     return kl
+
+
+def _trl_dpo_sigmoid(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_rejected, beta):
+    """DPOTrainer._compute_loss, loss_type "sigmoid", f_divergence_type "reverse_kl"."""
+    import torch.nn.functional as F
+
+    chosen_logratios = logp_chosen - ref_logp_chosen
+    rejected_logratios = logp_rejected - ref_logp_rejected
+    delta_score = chosen_logratios - rejected_logratios
+    return -F.logsigmoid(beta * delta_score)
+
+
+def _trl_dpo_robust(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_rejected, beta):
+    """DPOTrainer._compute_loss, loss_type "robust" at label_smoothing = 0 (its default)."""
+    import torch.nn.functional as F
+
+    label_smoothing = 0.0
+    delta_score = (logp_chosen - ref_logp_chosen) - (logp_rejected - ref_logp_rejected)
+    clean_loss_term = -(1 - label_smoothing) * F.logsigmoid(beta * delta_score)
+    flipped_loss_term = -label_smoothing * F.logsigmoid(-beta * delta_score)
+    return (clean_loss_term - flipped_loss_term) / (1 - 2 * label_smoothing)
+
+
+def _trl_dpo_loss_sigmoid(
+    logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_rejected, beta, label_smoothing
+):
+    """DPOTrainer.dpo_loss before the refactor: loss_type "sigmoid" with label smoothing."""
+    import torch.nn.functional as F
+
+    logratios = logp_chosen - logp_rejected
+    ref_logratios = ref_logp_chosen - ref_logp_rejected
+    logits = logratios - ref_logratios
+    return (
+        -F.logsigmoid(beta * logits) * (1 - label_smoothing)
+        - F.logsigmoid(-beta * logits) * label_smoothing
+    )
 
 
 def _trl_generalized_jsd_loss(student_logits, teacher_logits, labels, beta: float):
@@ -683,6 +731,95 @@ _TRL_RECORDS = (
             _TRL_GKD_COMMON,
             f"""
             {_TRL} {_TRL_GKD}, GKDTrainer.generalized_jsd_loss.
+            """,
+        ),
+    ),
+    LibraryKL(
+        name="trl.dpo.sigmoid",
+        library="TRL",
+        quantity="dpo",
+        function=_trl_dpo_sigmoid,
+        dtype="float32",
+        source=f"{_TRL} {_TRL_DPO} DPOTrainer._compute_loss",
+        beta=0.1,
+        doc=_doc(
+            """
+            TRL's DPO loss (loss_type "sigmoid"): −F.logsigmoid(β·Δ), Δ the margin of log-ratios.
+
+            Conventions: chosen_logratios = chosen_logps − ref_chosen_logps and
+            rejected_logratios likewise (f_divergence_type "reverse_kl", the
+            default), delta_score = their difference, per_sequence_loss =
+            −F.logsigmoid(self.beta * delta_score), then loss = per_sequence_loss.mean()
+            over the batch (the record returns the per-pair values, before the mean).
+            β defaults to 0.1 (DPOConfig.beta), the β the record is checked at. The
+            log-probabilities are sums of per-token log-probabilities over the
+            completion (selective_log_softmax, masked), in the model's dtype:
+            float32 here. F.logsigmoid is the stable softplus form: no overflow for
+            any finite margin. Since the refactor of DPOTrainer (#3906) the "sigmoid"
+            loss takes no label smoothing (see trl.dpo.sigmoid.label_smoothing for
+            the code before it).
+            """,
+            "",
+            f"""
+            {_TRL} {_TRL_DPO}, DPOTrainer._compute_loss (loss_type == "sigmoid").
+            """,
+        ),
+    ),
+    LibraryKL(
+        name="trl.dpo.robust",
+        library="TRL",
+        quantity="dpo",
+        function=_trl_dpo_robust,
+        dtype="float32",
+        source=f"{_TRL} {_TRL_DPO} DPOTrainer._compute_loss",
+        beta=0.1,
+        doc=_doc(
+            """
+            TRL's robust DPO loss (loss_type "robust") at label_smoothing = 0, where it is DPO.
+
+            Conventions: per_sequence_loss = (−(1 − ε)·F.logsigmoid(β·Δ) +
+            ε·F.logsigmoid(−β·Δ)) / (1 − 2ε) with ε = label_smoothing (default 0.0):
+            at ε = 0 the DPO loss, computed through the same lines (the record fixes
+            ε = 0). For ε > 0 it is rDPO's unbiased estimate under label noise, not
+            conservative DPO's mixture, so it is not checked as dpo there (it can be
+            negative). β = 0.1, float32, per pair before the batch mean.
+            """,
+            "",
+            f"""
+            {_TRL} {_TRL_DPO}, DPOTrainer._compute_loss (loss_type == "robust").
+            """,
+        ),
+    ),
+    LibraryKL(
+        name="trl.dpo.sigmoid.label_smoothing",
+        library="TRL",
+        quantity="dpo",
+        function=_trl_dpo_loss_sigmoid,
+        dtype="float32",
+        source=f"{_TRL_BEFORE_REFACTOR} {_TRL_DPO} DPOTrainer.dpo_loss",
+        beta=0.1,
+        signature=(
+            "f(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_rejected, beta, "
+            "label_smoothing)"
+        ),
+        doc=_doc(
+            """
+            TRL's DPO loss before the refactor: "sigmoid" with label smoothing (cDPO).
+
+            Conventions: logratios = chosen_logps − rejected_logps, ref_logratios =
+            ref_chosen_logps − ref_rejected_logps, logits = logratios −
+            ref_logratios (the margin, formed in this order), losses =
+            −F.logsigmoid(β·logits)·(1 − ε) − F.logsigmoid(−β·logits)·ε with
+            ε = self.label_smoothing: the conservative-DPO mixture, one loss per
+            pair (dpo_loss returned losses, chosen_rewards, rejected_rewards).
+            β = 0.1 (the default), float32. This is the code of TRL releases up to
+            the refactor of DPOTrainer ("Refactor DPO (#3906)", commit e3b7897,
+            February 2026), which removed dpo_loss.
+            """,
+            "",
+            f"""
+            {_TRL_BEFORE_REFACTOR} {_TRL_DPO}, DPOTrainer.dpo_loss
+            (loss_type == "sigmoid").
             """,
         ),
     ),

@@ -122,6 +122,10 @@ def _declared(record: Any) -> str:
         parts.append(f"straight-through: the gradient of {record.gradient_of} (`--gradient-of`)")
     if record.reduction:
         parts.append(f"returns the {record.reduction} over positions (`--reduction`)")
+    if record.beta is not None:
+        parts.append(f"at β = {record.beta:g} (`--beta`)")
+    if record.signature and "label_smoothing" in record.signature:
+        parts.append("with label smoothing (named in `--signature`)")
     return "; ".join(parts)
 
 
@@ -189,7 +193,9 @@ def render(data: dict[str, Any]) -> str:
         "",
         "The estimators are Schulman's, with d = log r = ref_logp − logp per sampled token: "
         "k1 = −d, k2 = d²/2, k3 = (eᵈ − 1) − d; the token KLs are KL(softmax(a)‖softmax(b)) "
-        "per position ([catalog](index.md#language-models)).",
+        "per position ([catalog](index.md#language-models)). TRL's DPO losses are checked "
+        "as the DPO loss of a pair, −log σ(β·m) from the margin m of the log-probabilities "
+        "of whole responses ([catalog](index.md#preference-losses), [worked](dpo.md)).",
         "",
         "## Summary",
         "",

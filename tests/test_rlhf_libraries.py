@@ -36,6 +36,7 @@ INF = float("inf")
 RAISES = {"verl.k3+@v0.7.1"}
 ESTIMATORS = [r for r in LIBRARIES if r.quantity in ("k1", "k2", "k3") and r.name not in RAISES]
 TOKEN_KL = [r for r in LIBRARIES if r.quantity == "token-kl"]
+DPO = [r for r in LIBRARIES if r.quantity == "dpo"]
 
 
 def value(name, logp, ref, dtype=F32):
@@ -110,7 +111,8 @@ def test_every_record_is_well_formed():
     assert {r.library for r in LIBRARIES} == {"verl", "OpenRLHF", "TRL", "torchtune", "NeMo-RL"}
     for r in LIBRARIES:
         assert isinstance(r, LibraryKL)
-        assert r.quantity in ("k1", "k2", "k3", "token-kl"), r.name
+        assert r.quantity in ("k1", "k2", "k3", "token-kl", "dpo"), r.name
+        assert (r.beta is not None) == (r.quantity == "dpo"), r.name
         assert r.dtype == "float32", r.name
         found = re.fullmatch(r"([\w.-]+/[\w.-]+)@([0-9a-f]{40}) (\S+\.py) (\S+)", r.source)
         assert found, f"{r.name}: source {r.source!r} is not 'owner/repo@<40 hex> path function'"
@@ -459,3 +461,59 @@ def test_nemo_rl_loss_k3_is_zero_at_minus_inf():
     """logp − logp.detach() = nan at −inf; nan_to_num makes the weight 0, so the KL term is 0."""
     assert value("nemo_rl.loss.k3", -INF, -1.0) == 0.0
     assert value("nemo_rl.k3", -INF, -1.0) == 10.0
+
+
+# --- TRL's DPO losses ----------------------------------------------------------------------
+
+
+def dpo_args(lc, lr, rc, rr, dtype=F32):
+    return [torch.tensor(x, dtype=dtype) for x in (lc, lr, rc, rr)]
+
+
+def softplus64(x):
+    return np.logaddexp(0.0, np.asarray(x, dtype=np.float64))
+
+
+@pytest.mark.parametrize("record", DPO, ids=lambda r: r.name)
+def test_trl_dpo_losses_are_softplus_of_minus_beta_margin_per_pair(record):
+    lc, lr = [-120.5, -30.25, -7.0], [-118.0, -31.5, -900.0]
+    rc, rr = [-121.0, -29.75, -8.0], [-117.5, -32.0, -20.0]
+    m = (np.array(lc) - rc) - (np.array(lr) - rr)
+    extra = [0.0] if record.signature else []
+    got = record.function(*dpo_args(lc, lr, rc, rr), 0.1, *extra).numpy()
+    assert got.shape == (3,)
+    # The third loss, e^{-87.8}, is a float32 subnormal: absolute precision 2**-149.
+    np.testing.assert_allclose(got, softplus64(-0.1 * m), rtol=8 * U32, atol=4 * 2.0**-149)
+
+
+@pytest.mark.parametrize("record", DPO, ids=lambda r: r.name)
+def test_trl_dpo_losses_are_finite_for_huge_margins(record):
+    """F.logsigmoid is the stable form: β·m = ±1e4 gives 1e4 and 0, never inf."""
+    extra = [0.0] if record.signature else []
+    got = record.function(*dpo_args([-1e5, 0.0], [0.0, -1e5], [0.0, 0.0], [0.0, 0.0]), 0.1, *extra)
+    np.testing.assert_allclose(got.numpy(), [1e4, 0.0], rtol=U32)
+
+
+def test_trl_dpo_label_smoothing_is_the_conservative_mixture():
+    record = by_name("trl.dpo.sigmoid.label_smoothing")
+    lc, lr, rc, rr = [-50.0], [-60.0], [-52.0], [-55.0]
+    z = 0.1 * ((lc[0] - rc[0]) - (lr[0] - rr[0]))
+    got = record.function(*dpo_args(lc, lr, rc, rr), 0.1, 0.25).item()
+    want = 0.75 * softplus64(-z) + 0.25 * softplus64(z)
+    assert got == pytest.approx(float(want), rel=8 * U32)
+
+
+def test_trl_dpo_before_the_refactor_forms_the_margin_as_logratios_minus_ref_logratios():
+    """(lc − lr) − (rc − rr) in float32: the rounding of lc − lr is not the same as HEAD's."""
+    lc, lr, rc, rr = [-1234.5678], [-1.0], [-1234.5677], [-1.0]
+    old = by_name("trl.dpo.sigmoid.label_smoothing").function(*dpo_args(lc, lr, rc, rr), 1.0, 0.0)
+    f32 = [np.float32(x[0]) for x in (lc, lr, rc, rr)]
+    m = np.float32(np.float32(f32[0] - f32[1]) - np.float32(f32[2] - f32[3]))
+    assert old.item() == pytest.approx(float(softplus64(-float(m))), rel=8 * U32)
+
+
+def test_trl_dpo_records_check_at_trl_default_beta():
+    assert {r.beta for r in DPO} == {0.1}
+    assert by_name("trl.dpo.sigmoid.label_smoothing").source.startswith(
+        "huggingface/trl@a68fb896f008f58a3d37abf11ae665357b7c679a "
+    )

@@ -465,7 +465,8 @@ def dpo_gradient_weight(impl: Implementation, case: Case) -> None:
             violated(f"{how} has shape {got.shape}, but should have shape {lc.shape}", "shape")
         size = np.abs(lc) + np.abs(lr) + np.abs(rc) + np.abs(rr)
         moved = 4 * fmt.u * beta * size + 2 * fmt.u * np.abs(z)  # z's error, as in the value
-        allowed = beta / 4 * beta * moved + 4 * fmt.u * np.abs(want) + _floor(fmt)
+        # The slope −β·w(z) moves by at most β/4 per unit of z (|w'| <= 1/4).
+        allowed = beta / 4 * moved + 4 * fmt.u * np.abs(want) + _floor(fmt)
         require_close(how, got, want, allowed, expected_text="−β·w(β·m)")
         return
     h = _step(fmt)
