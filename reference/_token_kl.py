@@ -104,7 +104,7 @@ series and their direct term in its place, and the polynomial need only cover th
 others' range (degree 7 instead of 15 for a row equal but for a few tokens).
 
 *Far, mostly inside* (a sample guesses at most MID_OUTSIDE of the tokens outside the
-series region; e.g. rows with −inf masks): the series everywhere but those tokens,
+series region; σ = 0.5, rows with −inf masks): the series everywhere but those tokens,
 whose direct terms take e^β in float64 (gathered); S_b from float32 exponentials and
 the correction A − ψ(A − B) below. More tokens outside than guessed: the direct
 method.
@@ -575,7 +575,7 @@ def _direct_rows(e, sa, be, t, d_lo, d_hi, faint, work):
 
 #: Far rows with at most this fraction of their tokens outside the series region take
 #: :func:`_mid_rows` (e^β for those tokens only), the others :func:`_far_rows`.
-MID_OUTSIDE = 0.5
+MID_OUTSIDE = 0.125
 
 
 def _mid_rows(e, be, t, d_lo, d_hi, faint, work):
