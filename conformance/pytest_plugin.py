@@ -10,8 +10,8 @@ check (``kl.nonnegative[pairs]``, ``kl(p_i == 0 and q_i > 0) -> term 0``) under
 them (every worker collects the same items). TARGET is what ``klspec check``
 takes: a built-in adapter or ``package.module:function``, with
 ``--kl-signature``, ``--kl-quantity``, ``--kl-batched``, ``--kl-array``,
-``--kl-dtype``, ``--kl-device``, ``--kl-reduction``, ``--kl-gradient-of`` and
-``--kl-log-ratio-range`` saying how the function is called. Each check runs in a
+``--kl-dtype``, ``--kl-device``, ``--kl-reduction``, ``--kl-gradient-of``,
+``--kl-log-ratio-range`` and ``--kl-beta`` saying how the function is called. Each check runs in a
 forked worker with a per-call timeout (:mod:`klspec.conformance.isolation`), as
 ``klspec check`` runs it. A check of an implementation lacking what it needs is
 skipped with the reason; a failure of an advisory clause, or one listed in
@@ -68,6 +68,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="a clamped k1/k2/k3, exact where log r lies in [LO, HI] "
         "(e.g. --kl-log-ratio-range=-11:2.61)",
     )
+    group.addoption(
+        "--kl-beta",
+        type=float,
+        metavar="B",
+        help="dpo: the β the function is called with (default 0.1)",
+    )
     group.addoption("--kl-profile", default="default", help="fast, default or thorough")
     group.addoption("--kl-max-examples", type=int, metavar="N", help="examples per check")
     group.addoption("--kl-seed", type=int, metavar="N", help="random seed, to repeat a run")
@@ -104,6 +110,7 @@ class _Target:
                 reduction=option("kl_reduction"),
                 gradient_of=option("kl_gradient_of"),
                 log_ratio_range=_range(option("kl_log_ratio_range")),
+                beta=option("kl_beta"),
             )
             profile = option("kl_profile")
             if profile not in PROFILES:

@@ -44,7 +44,7 @@ def torch_logsigmoid_dpo(lc, lr, rc, rr, beta, label_smoothing=0.0):
     logits = chosen - rejected
     eps = label_smoothing
     out = -F.logsigmoid(beta * logits) * (1 - eps) - F.logsigmoid(-beta * logits) * eps
-    return out.numpy()
+    return out
 
 
 # --- broken, one bug each ------------------------------------------------------------------
