@@ -14,9 +14,10 @@ from klspec.spec.clauses._base import Clause
 #: How the value tolerance of every dpo clause is derived (klspec.spec.checks.preference).
 DPO_TOLERANCE = (
     "The tolerance is the error of a correct evaluation in the target's format (u its unit "
-    "roundoff): the margin formed from the four inputs, 3u·S with S = |lc| + |lr| + |rc| + "
-    "|rr| (three subtractions; S, not |m|, is the conditioning: nearly cancelling sums of "
-    "hundreds of log-probabilities make S/|m| large), then z = β·m (u|z|), each moving the "
+    "roundoff): the margin formed from the four inputs, 4u·β·S in z with S = |lc| + |lr| + "
+    "|rc| + |rr| (three subtractions, β applied before or after them; S, not |m|, is the "
+    "conditioning: nearly cancelling sums of hundreds of log-probabilities make S/|m| "
+    "large), then z = β·m (2u|z|, β's own rounding included), each moving the "
     "loss by its slope w(z) = (1 − ε)σ(−z) + εσ(z) times the change of z; then 4u·loss for "
     "the softplus, plus a few of the format's smallest subnormals. A float64 "
     "softplus(−β·m) of a float64 margin meets it; a margin formed in float32 does not."
@@ -33,9 +34,10 @@ _PREFERENCE = (
         ("dpo",),
         "Against mpmath (60 digits) from the exact margin of the float inputs. "
         + DPO_TOLERANCE
-        + " Drawn: typical margins, tiny ones (|βm| down to 1e-300), extreme ones (|βm| "
-        "beyond 710, up to 1e4·β·1e3), nearly cancelling sums (−1234.5678 vs "
-        "−1234.5677999) and batches of up to 4096 pairs built from drawn parameters. "
+        + " Drawn: typical margins, tiny ones (|βm| down to ~1e-300), extreme ones (|βm| "
+        "from 20 to 1e6, beyond 745 where σ underflows), nearly cancelling sums (−1234.5678 "
+        "vs −1234.5677999) and batches of up to 1024 pairs built from drawn parameters; β "
+        "is the target's (--beta) or, for the reference, drawn from 1e-3 to 10. "
         "A literal −log(sigmoid(βm)) returns inf for βm < −745 and 0 for βm > 37 (where "
         "the loss is e^{−βm}); a clipped sigmoid saturates. Proved in docs/proofs/dpo.md.",
         topic="preference",
