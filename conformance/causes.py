@@ -174,7 +174,7 @@ def analyse(
 
         found = diagnose(impl, case)
         if found:
-            return Cause(symptom, dtype=impl.dtype, **found)
+            return Cause(symptom, **{"dtype": impl.dtype, **found})
         return Cause(symptom, detail=detail, dtype=impl.dtype)
     arrays = getattr(case, "arrays", None)
     if symptom not in _ANALYSED:

@@ -146,6 +146,7 @@ READING_ORDER: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
         ("dpo",),
         (
             "dpo.definition",
+            "dpo.accuracy",
             "dpo.limits",
             "dpo.swap_symmetry",
             "dpo.shift_invariant",

@@ -114,7 +114,7 @@ def diagnose(impl: Implementation, case: Any) -> dict[str, str] | None:
         smoothed = _call(impl, arrays, beta, label_smoothing=0.25)
         if smoothed is not None and smoothed.shape == got.shape and np.array_equal(smoothed, got):
             return _found("smoothing_ignored")
-    return _float32(impl, case, beta)
+    return _float32(impl, case, beta) or _rounding(impl, case, beta)
 
 
 def _float32(impl: Implementation, case: Any, beta: float) -> dict[str, str] | None:
@@ -141,3 +141,23 @@ def _float32(impl: Implementation, case: Any, beta: float) -> dict[str, str] | N
 
 def _found(key: str, **numbers: float) -> dict[str, str]:
     return {"convention": f"bug:dpo.{key}", "note": WORDS[key].format(**numbers)}
+
+
+def _rounding(impl: Implementation, case: Any, beta: float) -> dict[str, str] | None:
+    """Every value is within the error of a correct evaluation in the target's format."""
+    from klspec.spec.checks.preference import _NAMES, expected
+
+    arrays = tuple(case.arrays[k] for k in _NAMES)
+    got = _call(impl, arrays, beta)
+    if got is None or got.shape != arrays[0].shape:
+        return None
+    want, tolerance, _ = expected(case, 0.0, impl.precision)
+    if not (np.abs(got - want) <= tolerance).all():
+        return None
+    return {
+        "convention": "rounding",
+        "dtype": impl.dtype,
+        "note": f"each loss it returned is within the error a correct {impl.dtype} evaluation "
+        f"can make (±{float(tolerance.max()):.1g}: the margin and β·m rounded), which the "
+        "reference's exact margin avoids",
+    }

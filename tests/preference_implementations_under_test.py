@@ -129,6 +129,7 @@ BROKEN_PREFERENCE: dict[str, tuple[Implementation, ...]] = {
         MEAN,
         SMOOTHING_IGNORED,
     ),
+    "dpo.accuracy": (LOGADDEXP, FLOAT32_MARGIN),
     "dpo.limits": (LITERAL, CLIPPED, SWAPPED),
     "dpo.swap_symmetry": (SWAPPED, NO_BETA, CLIPPED),
     "dpo.shift_invariant": (NO_REFERENCE,),

@@ -298,6 +298,23 @@ def dpo_definition(impl: Implementation, case: Case) -> None:
     require_close(_CALL, got, want, tolerance, expected_text="−log σ(β·m)")
 
 
+#: The reference's accuracy bound (klspec.reference.preference): relative, in units of 2^-52.
+ACCURACY = 4 * 2.0**-52
+
+
+@check(
+    "dpo.accuracy", needs={"dpo"}, on={"pairs": dpo_pairs}, adapts=("beta",), examples=_dpo_examples
+)
+def dpo_accuracy(impl: Implementation, case: Case) -> None:
+    """dpo(...) within 4·2^-52 relative of the exact margin's loss (one subnormal below normal)."""
+    eps = _eps(impl, case)
+    got = losses(impl, _arrays(case), float(case.beta[0]), eps)
+    want, _, _ = expected(case, eps, FLOAT64)
+    # Below the normal range one unit 2^-1074 more (a loss below half of it rounds to 0).
+    allowed = ACCURACY * want + np.where(want < 2.0**-1022, 2.0**-1074, 0.0)
+    require_close(_CALL, got, want, allowed, expected_text="the exact margin's −log σ(β·m)")
+
+
 @check(
     "dpo.limits",
     needs={"dpo"},

@@ -43,6 +43,24 @@ _PREFERENCE = (
         topic="preference",
     ),
     Clause(
+        "dpo.accuracy",
+        "dpo(...) is within a relative 4·2⁻⁵² of the loss of the exact margin, however the "
+        "log-probability sums cancel and however large |β m| is.",
+        r"|\widehat{\mathcal L} - \mathcal L(m)| \le 4 \cdot 2^{-52}\, \mathcal L(m)",
+        "property",
+        ("dpo",),
+        "Against mpmath (60 digits) from the exact margin of the float64 inputs; a loss below "
+        "the smallest normal float may be off by one subnormal unit (2**-1074), and 0 is "
+        "right where the loss is below half of it. Advisory: this is the reference's promise "
+        "(klspec.reference.preference), beyond what correct float64 code can do: forming "
+        "m and β·m in float64 rounds them (u·S and u|βm|), which moves e^{−βm} by a relative "
+        "u|βm| (1.6e-13 at βm = 700) and the loss of a nearly cancelling pair by u·S·β. "
+        "dpo.definition holds every implementation to the error rounding allows. Checked in "
+        "float64 only.",
+        "advisory",
+        "preference",
+    ),
+    Clause(
         "dpo.limits",
         "The loss is finite and ≥ 0 for every finite margin; it → 0 as β m → +∞ "
         "(0 ≤ loss ≤ e^{−βm}) and ≈ −β m as β m → −∞ (−βm ≤ loss ≤ −βm + e^{βm}), never "
