@@ -472,6 +472,8 @@ def dpo_page() -> str:
     f32 = [np.float32(x) for x in (lc, lr, rc, rr)]
     m32 = float((f32[0] - f32[2]) - (f32[1] - f32[3]))
     loss32 = float(np.logaddexp(0.0, -beta * m32))
+    m64 = (lc - rc) - (lr - rr)
+    loss64 = float(np.logaddexp(0.0, -beta * m64))
     out += _table(
         ["", "log π", "log π_ref"],
         [["y_w (chosen)", repr(lc), repr(rc)], ["y_l (rejected)", repr(lr), repr(rr)]],
@@ -486,11 +488,21 @@ def dpo_page() -> str:
         "float32 implementation is judged as float32 (`--dtype float32`), and meets "
         "its tolerance; judged as float64 it fails "
         "[`dpo.definition`](index.md#dpo-definition), and `klspec check` names the "
-        "cause: the margin formed from float32 log-probabilities.",
+        "cause: the margin formed from float32 log-probabilities. In float64, "
+        f"`np.logaddexp(0, -beta * m)` with m formed in float64 gives {_g(loss64, 12)}: "
+        "each difference of nearby sums is exact (Sterbenz), so here only the last "
+        "subtraction rounds, and float64 code of the formula meets "
+        "[`dpo.definition`](index.md#dpo-definition), whose tolerance is derived from "
+        "the sizes of the sums (4u·β·Σ|inputs|). The reference goes further and forms "
+        "the margin exactly (the advisory "
+        "[`dpo.accuracy`](index.md#dpo-accuracy): 4·2⁻⁵² of the exact margin's loss, "
+        "which matters where e^{−β·m} is tiny: there the rounding of β·m, u·|β·m|, is "
+        "the relative error of the loss).",
         "",
         "## Label smoothing",
         "",
-        'Conservative DPO (TRL\'s `loss_type="sigmoid"` with `label_smoothing=ε`) '
+        'Conservative DPO (TRL\'s `loss_type="sigmoid"` with `label_smoothing=ε`, up to '
+        "its DPO refactor of February 2026) "
         "flips the label with probability ε: loss_ε(m) = (1 − ε)·loss(m) + ε·loss(−m) "
         "(clause [`dpo.label_smoothing`](index.md#dpo-label-smoothing)). With ε > 0 "
         "the loss no longer goes to 0 as m grows: it grows like ε·β·m, so a pair "
