@@ -356,6 +356,19 @@ def test_cli_suggests_array_for_a_torch_function_and_writes_no_hypothesis_dir(tm
     assert "WARN   estimator.clamp_bias" not in clamped.stdout
 
 
+#: The arrays a check hands over in the target's format (log-probabilities, logits).
+_DRAWN_IN_FORMAT = (
+    "logp",
+    "ref_logp",
+    "logits_p",
+    "logits_q",
+    "logp_chosen",
+    "logp_rejected",
+    "ref_logp_chosen",
+    "ref_logp_rejected",
+)
+
+
 def _assert_representable(check, impl, fmt):
     from hypothesis import HealthCheck, given, settings
 
@@ -363,7 +376,7 @@ def _assert_representable(check, impl, fmt):
     @given(check.search_strategy(impl))
     def drawn(case):
         for name, x in case.arrays.items():
-            if name in ("logp", "ref_logp", "logits_p", "logits_q"):
+            if name in _DRAWN_IN_FORMAT:
                 assert np.array_equal(fmt.round(x), x, equal_nan=True), (check.name, name)
         if "log_ratio_range" in check.adapts and "logp" in case.arrays:
             d = case.ref_logp - case.logp
@@ -383,4 +396,7 @@ def test_adapting_strategies_draw_values_the_format_holds(fmt):
     for check in adapting:
         _assert_representable(check, impl, fmt)
         for case in check.explicit(impl):
-            assert np.array_equal(fmt.round(case.logp), case.logp)
+            for name in _DRAWN_IN_FORMAT:
+                if name in case.arrays:
+                    x = case.arrays[name]
+                    assert np.array_equal(fmt.round(x), x), (check.name, name)

@@ -82,8 +82,11 @@ def _pairs(
         lr = rr = np.minimum(fmt.round(same), 0.0)
         return lc, lr, rc, rr
     if regime == "cancelling":  # sums that agree to many digits: −1234.5678 vs −1234.5677999
+        # Relative gaps from the format's finest up to 1e-4 (float64: 1e-15..1e-4); a
+        # format too coarse for 1e-4 (float16, bfloat16) gets its own few digits.
         finest = max(-15, math.floor(math.log10(fmt.u)) + 1)
-        rel = 10.0 ** rng.uniform(finest, -4, (2, n)) * rng.choice([-1.0, 1.0], (2, n))
+        coarsest = max(-4.0, finest + 1.5)
+        rel = 10.0 ** rng.uniform(finest, coarsest, (2, n)) * rng.choice([-1.0, 1.0], (2, n))
         lc = np.minimum(fmt.round(-rng.uniform(0.5, 1.0, n) * span * 3), 0.0)
         lr = np.minimum(fmt.round(-rng.uniform(0.5, 1.0, n) * span * 3), 0.0)
         rc = np.minimum(fmt.round(lc * (1 + rel[0])), 0.0)
