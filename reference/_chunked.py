@@ -209,17 +209,22 @@ def _panels(arrays: tuple[np.ndarray, ...], first_row: int = 0) -> Iterator[tupl
             yield from _panels(tuple(a[i] for a in arrays), first_row + i * step)
 
 
-def _blocks(rows: int, n: int, whole_rows: bool = False) -> Iterator[tuple[int, int, int, int]]:
-    """(r0, r1, c0, c1) blocks of at most CHUNK elements: whole rows, or pieces of one row.
+def _blocks(
+    rows: int, n: int, whole_rows: bool = False, chunk: int | None = None
+) -> Iterator[tuple[int, int, int, int]]:
+    """(r0, r1, c0, c1) blocks of at most ``chunk`` elements: whole rows, or pieces of one
+    row.
 
-    With ``whole_rows`` a row longer than CHUNK is one block of its own.
+    With ``whole_rows`` a row longer than ``chunk`` is one block of its own. ``chunk``
+    defaults to CHUNK (read at each call).
     """
-    if n >= CHUNK and not whole_rows:
+    chunk = CHUNK if chunk is None else chunk
+    if n >= chunk and not whole_rows:
         for r in range(rows):
-            for c0 in range(0, n, CHUNK):
-                yield r, r + 1, c0, min(n, c0 + CHUNK)
+            for c0 in range(0, n, chunk):
+                yield r, r + 1, c0, min(n, c0 + chunk)
     else:
-        step = max(1, CHUNK // n)
+        step = max(1, chunk // n)
         for r0 in range(0, rows, step):
             yield r0, min(rows, r0 + step), 0, n
 
@@ -314,11 +319,11 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         return _EXECUTORS[workers]
 
 
-def _tasks(arrays: tuple[np.ndarray, ...], whole_rows: bool) -> Iterator[tuple]:
+def _tasks(arrays: tuple[np.ndarray, ...], whole_rows: bool, chunk: int = CHUNK) -> Iterator[tuple]:
     """(r0, r1, row_end, views) for every block, in order, made lazily (nothing is listed)."""
     n = arrays[0].shape[-1]
     for first_row, panel in _panels(arrays):
-        for r0, r1, c0, c1 in _blocks(panel[0].shape[0], n, whole_rows):
+        for r0, r1, c0, c1 in _blocks(panel[0].shape[0], n, whole_rows, chunk):
             yield first_row + r0, first_row + r1, c1 == n, tuple(a[r0:r1, c0:c1] for a in panel)
 
 
@@ -329,6 +334,7 @@ def _records(
     whole_rows: bool,
     per_row: tuple[np.ndarray, ...] = (),
     keep_float32: bool = False,
+    chunk: int | None = None,
 ) -> Iterator[tuple[tuple, _Record]]:
     """(task, record) for every block, in block order, with few records alive at a time.
 
@@ -338,7 +344,8 @@ def _records(
     On threads, at most ``workers`` blocks are submitted ahead of the one being
     totalled, so memory is a few records and workspaces whatever the input size.
     ``per_row`` arrays (one value per row) reach the kernel after the blocks, as
-    views of shape ``(r1 - r0, 1)``.
+    views of shape ``(r1 - r0, 1)``. ``chunk``: elements per block (whole rows may
+    exceed it).
     """
 
     def one(task: tuple) -> _Record:
@@ -357,7 +364,7 @@ def _records(
         with np.errstate(all="ignore"):  # invalid input is reported by validation afterwards
             return kernel(blocks, work)
 
-    tasks = _tasks(arrays, whole_rows)
+    tasks = _tasks(arrays, whole_rows, chunk)
     workers = threads() if workers is None else workers
     head = list(itertools.islice(tasks, _MIN_BLOCKS_FOR_THREADS)) if workers > 1 else []
     if len(head) < _MIN_BLOCKS_FOR_THREADS:  # one thread: small inputs, or asked for
@@ -383,6 +390,7 @@ def run(
     *,
     whole_rows: bool = False,
     keep_float32: bool = False,
+    chunk: int | None = None,
 ) -> _Totals:
     """Call ``kernel(blocks, work)`` on every block of the inputs and total the records.
 
@@ -392,10 +400,10 @@ def run(
     run on ``workers`` threads (default :func:`threads`) and are totalled in order.
     ``whole_rows`` keeps every row in one block, for kernels that need a whole row.
     The totals hold two float64 per row and sum: :func:`run_groups` bounds that too.
-    ``keep_float32``: as for :func:`_records`.
+    ``keep_float32``, ``chunk``: as for :func:`_records`.
     """
     totals = _Totals(rows=math.prod(arrays[0].shape[:-1]))
-    records = _records(arrays, kernel, workers, whole_rows, keep_float32=keep_float32)
+    records = _records(arrays, kernel, workers, whole_rows, keep_float32=keep_float32, chunk=chunk)
     for (r0, r1, _, _), record in records:
         totals.add(r0, r1, record)
     return totals

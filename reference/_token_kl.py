@@ -141,6 +141,12 @@ _U = 2.0**-53
 #: buffers of the row's size).
 LONG_ROW = 1 << 18
 
+#: Elements per block (whole rows; a longer row is a block of its own). Larger than
+#: the other kernels' CHUNK: each numpy call holds the GIL for its Python overhead, and
+#: two threads calling on blocks of 2 rows of 32,000 logits waited on each other (1.35x
+#: on two cores); 4 such rows (1 MiB float64 buffers) ran 1.5-1.6x (issue 15).
+BLOCK = 1 << 17
+
 #: Logits beyond this magnitude go to the whole-row method.
 _BIG = 2.0**500
 

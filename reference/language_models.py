@@ -97,7 +97,9 @@ def token_kl(
         return _token_kl_long_rows(named, axis, a, b)
     kernel = _token_kl_kernel_narrow if narrow else _token_kl_kernel
     # float32 blocks reach the kernel unconverted: maxima and checks at half the cost.
-    totals = _chunked.run((a, b), kernel, whole_rows=True, keep_float32=narrow)
+    totals = _chunked.run(
+        (a, b), kernel, whole_rows=True, keep_float32=narrow, chunk=_token_kl.BLOCK
+    )
     if totals.flagged is not None:
         _validate_logits(named, axis)  # raises, naming the entry or row
     kl_hi, kl_lo = totals.total("kl")

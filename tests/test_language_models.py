@@ -124,10 +124,10 @@ def test_token_kl_float32_logit_near_zero_next_to_large_ones():
 
 
 def test_token_kl_float32_vocabulary_longer_than_a_block():
-    from klspec.reference import _chunked
+    from klspec.reference import _token_kl
 
     rng = np.random.default_rng(12)
-    v = _chunked.CHUNK + 3
+    v = _token_kl.BLOCK + 3
     a = rng.normal(0.0, 1.0, v).astype(np.float32)
     b = (a + 1e-2 * rng.normal(size=v)).astype(np.float32)
     err = relative_error(float(token_kl(a, b)), exact_token_kl(a.astype(float), b.astype(float)))

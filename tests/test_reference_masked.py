@@ -26,7 +26,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_language_models import APART_BOUND, BOUND
 
-from klspec.reference import _chunked, kl_estimate, token_kl
+from klspec.reference import _token_kl, kl_estimate, token_kl
 from klspec.spec.oracle import accuracy_error
 
 INF = math.inf
@@ -389,9 +389,9 @@ def _near_rows(rows: int, v: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_masked_rows_at_a_block_edge(dtype):
-    """Rows of 1000 logits: 65 per block. Masked rows last and first in a block."""
+    """Rows of 1000 logits: 131 per block. Masked rows last and first in a block."""
     v = 1000
-    per_block = _chunked.CHUNK // v
+    per_block = _token_kl.BLOCK // v
     a, b = _near_rows(3 * per_block, v, 5)
     a, b = a.astype(dtype), b.astype(dtype)
     edge = [per_block - 1, per_block, 2 * per_block - 1, 2 * per_block]
@@ -420,8 +420,8 @@ def _sparse(a: np.ndarray, b: np.ndarray, seed: int, edges: list[int]) -> None:
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_mask_at_the_block_size_inside_one_long_row(dtype):
-    """A row longer than a block is one block of its own: −inf at CHUNK − 1 and CHUNK."""
-    n = _chunked.CHUNK
+    """A row longer than a block is one block of its own: −inf at BLOCK − 1 and BLOCK."""
+    n = _token_kl.BLOCK
     v = n + 3
     a, b = _near_rows(1, v, 6)
     a, b = a[0].astype(dtype), b[0].astype(dtype)
@@ -431,9 +431,9 @@ def test_mask_at_the_block_size_inside_one_long_row(dtype):
     assert_exact(token_kl(a, b), a.astype(np.float64), b.astype(np.float64))
 
 
-@pytest.mark.parametrize("masked_at", [0, _chunked.CHUNK - 1], ids=["first", "last"])
+@pytest.mark.parametrize("masked_at", [0, _token_kl.BLOCK - 1], ids=["first", "last"])
 def test_rows_exactly_one_block_long(masked_at):
-    n = _chunked.CHUNK
+    n = _token_kl.BLOCK
     a, b = _near_rows(3, n, 7)
     _sparse(a[1], b[1], 7, [0, 1, n - 2, n - 1])
     a[1, masked_at] = -INF

@@ -143,6 +143,7 @@ def test_g_polynomials_meet_their_bound():
 def small_blocks(monkeypatch):
     """Blocks of 1,024 logits and long rows from 2,048 on, so seams come cheap."""
     monkeypatch.setattr(_chunked, "CHUNK", 1024)
+    monkeypatch.setattr(_token_kl, "BLOCK", 1024)
     monkeypatch.setattr(_token_kl, "LONG_ROW", 2048)
 
 
