@@ -115,7 +115,6 @@ earlier start stops there, and a start whose run fails is skipped.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from typing import NamedTuple
@@ -130,6 +129,7 @@ from klspec.reference.validation import (
     _raise_at_first,
     _shown,
     own_error_state,
+    real_scalar,
     sum_tolerance,
 )
 
@@ -789,12 +789,7 @@ def _validate_mixture(weights: ArrayLike, means: ArrayLike, sds: ArrayLike) -> _
 
 def _real_scalar(name: str, value: object, rule: str) -> float:
     """A finite real number (Python or numpy int/float; bool refused) as a float."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}; {rule}")
-    try:
-        out = float(value)
-    except OverflowError:  # an int beyond the float range
-        out = math.inf
+    out = real_scalar(value, f"{name} must be a real number, got {value!r}; {rule}")
     if not math.isfinite(out):
         raise ValueError(f"{name}={value} is not finite; {rule}")
     return out

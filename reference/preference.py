@@ -79,7 +79,6 @@ How (numerics)
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -92,6 +91,7 @@ from klspec.reference.validation import (
     _position,
     _raise_at_first,
     own_error_state,
+    real_scalar,
     sum_tolerance,
 )
 
@@ -481,12 +481,9 @@ def _shown_number(v: object) -> str:
 
 def _positive_scalar(name: str, value: object) -> float:
     """β: a real number (not bool), finite and > 0; returned as a float."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number (the KL coefficient of DPO), got {value!r}")
-    try:
-        x = float(value)
-    except OverflowError:  # an int beyond the float range
-        x = math.inf
+    x = real_scalar(
+        value, f"{name} must be a real number (the KL coefficient of DPO), got {value!r}"
+    )
     if not (math.isfinite(x) and x > 0):
         raise ValueError(
             f"{name}={value} is not a valid KL coefficient; use a finite {name} > 0 "
@@ -497,15 +494,11 @@ def _positive_scalar(name: str, value: object) -> float:
 
 def _label_smoothing(value: object) -> float:
     """ε: a real number (not bool) in [0, 1/2); returned as a float (−0 as 0)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            "label_smoothing must be a real number in [0, 0.5) (the probability that "
-            f"a preference label is flipped), got {value!r}"
-        )
-    try:
-        x = float(value)
-    except OverflowError:
-        x = math.inf
+    x = real_scalar(
+        value,
+        "label_smoothing must be a real number in [0, 0.5) (the probability that "
+        f"a preference label is flipped), got {value!r}",
+    )
     if not 0 <= x < 0.5:
         raise ValueError(
             f"label_smoothing={value} is outside [0, 0.5); it is the probability that a "

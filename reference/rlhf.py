@@ -54,7 +54,6 @@ reward and nothing cancels that the inputs did not ask for.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -67,6 +66,7 @@ from klspec.reference.validation import (
     _first_clash,
     _raise_at_first,
     own_error_state,
+    real_scalar,
     validate_distributions,
 )
 
@@ -322,12 +322,7 @@ def _kl_of(named: dict[str, ArrayLike]) -> np.ndarray:
 
 def _validate_beta(beta: float) -> float:
     """β: a real number (not bool), finite and > 0; returned as a float."""
-    if isinstance(beta, (bool, np.bool_)) or not isinstance(beta, numbers.Real):
-        raise TypeError(f"beta must be a real number (the KL coefficient), got {beta!r}")
-    try:
-        value = float(beta)
-    except OverflowError:  # an int beyond the float range, e.g. 10**400
-        value = math.inf
+    value = real_scalar(beta, f"beta must be a real number (the KL coefficient), got {beta!r}")
     if not (math.isfinite(value) and value > 0):
         raise ValueError(
             f"beta={beta} is not a valid KL coefficient; use a finite beta > 0 "

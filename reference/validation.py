@@ -169,6 +169,21 @@ SUM_TOLERANCES: Mapping[str, float] = MappingProxyType(
 )
 
 
+def real_scalar(value: object, type_error: str) -> float:
+    """``value`` as a float: a real number (Python or numpy int/float), else
+    ``TypeError(type_error)``; bool is refused (a flag passed by mistake). An int beyond
+    the float range becomes ±inf, for the caller's range check to name. The one rule
+    behind every scalar parameter (``base``, ``beta``, ``label_smoothing``, a fit's
+    ``mean``/``sd``); each caller states its own range and message.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(type_error)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond the float range, e.g. 10**400
+        return math.inf if value > 0 else -math.inf
+
+
 def validate_base(base: float | None) -> float | None:
     """Check a logarithm base and return its natural log (``None`` for nats).
 
@@ -180,12 +195,9 @@ def validate_base(base: float | None) -> float | None:
     """
     if base is None:
         return None
-    if isinstance(base, (bool, np.bool_)) or not isinstance(base, numbers.Real):
-        raise TypeError(f"base must be a real number (None for nats, 2 for bits), got {base!r}")
-    try:
-        value = float(base)
-    except OverflowError:  # an int beyond the float range, e.g. 10**400
-        value = math.inf
+    value = real_scalar(
+        base, f"base must be a real number (None for nats, 2 for bits), got {base!r}"
+    )
     if not (math.isfinite(value) and value > 0 and value != 1):
         raise ValueError(
             f"base={base} is not a valid logarithm base; "
