@@ -6,8 +6,10 @@ for β (margins with β·m from −800 to 800, log-probabilities of a few hundre
 on the counterexample itself, and compares what it returns with the forms the
 common bugs compute:
 
-* −log σ(β·m) written literally: +inf where σ underflows (β·m < −745), 0 where σ
-  rounds to 1 (β·m > 37, where the loss is e^{−β·m});
+* −log σ(β·m) written literally: σ is rounded before the logarithm, so for β·m > 0
+  the loss (about e^{−β·m}) keeps only an absolute accuracy of about 1e-16 (relative
+  error about 1e-16·e^{β·m}: 1e-12 at β·m ≈ 9) and is 0 where σ rounds to 1
+  (β·m > 37); +inf where σ underflows (β·m < −745);
 * σ (or the loss) clipped: the loss saturates for large |β·m|;
 * chosen and rejected swapped (the loss of −m); the reference model left out; β
   left out;
@@ -35,8 +37,10 @@ _PROBE_Z = np.array([-800.0, -40.0, -5.0, -1.0, 0.5, 3.0, 40.0, 800.0])
 WORDS: dict[str, str] = {
     "mean": "returns one number for the whole batch (a mean or sum over pairs), not one "
     "loss per pair",
-    "literal": "computes −log σ(β·m) literally: σ underflows to 0 where β·m < −745 (the "
-    "loss is +inf, not −β·m) and rounds to 1 where β·m > 37 (the loss is 0, not e^{{−β·m}}); "
+    "literal": "computes −log σ(β·m) literally: σ is rounded before the logarithm, so where "
+    "β·m > 0 the loss (about e^{{−β·m}}) is only accurate to about 1e-16 absolute (relative "
+    "error about 1e-16·e^{{β·m}}, e.g. 1e-12 at β·m ≈ 9; 0 instead of e^{{−β·m}} where σ "
+    "rounds to 1, β·m > 37), and σ underflows to 0 where β·m < −745 (+inf, not −β·m); "
     "use softplus(−β·m) (−F.logsigmoid, np.logaddexp(0, −β·m))",
     "saturates": "saturates for large |β·m| (σ or the loss clipped): the loss stops at "
     "{top:.4g} where it should grow like −β·m",
