@@ -505,3 +505,29 @@ def test_estimators_on_an_array_of_limits_match_the_scalars():
         scalars = [_quietly(x, y, estimator) for x, y in zip(logp, ref, strict=True)]
         np.testing.assert_array_equal(values, scalars)
         assert not np.isnan(values).any()
+
+
+@pytest.mark.parametrize(
+    ("row", "token", "tiny", "fast"),
+    [
+        (1, 10, 3e-6, True),  # allowed by both: within 2**27 of the finite logits
+        (1, 10, -4e-7, True),
+        (1, 10, 1e-9, False),  # beyond 2**27 of them: the TwoSum method
+        (2, 5, 3e-6, False),  # b_i where P bans the token: beyond 2**27 of the floors
+        (2, 5, 0.25, True),
+    ],
+)
+def test_masked_float32_block_with_a_tiny_logit(monkeypatch, row, token, tiny, fast):
+    """A float32 block with −inf masks keeps the fast method when a logit is tiny next to
+    the floors (max − 750) but within 2**27 of the logits it is differenced with
+    (_token_kl._exact_beside_floors); otherwise the TwoSum method. Exact either way."""
+    a, b = _near_rows(4, 2000, 8)
+    a[:, -200:] = b[:, -200:] = -INF  # a padded vocabulary
+    a[:, 5::64] = -INF  # tokens the policy bans
+    (b if token == 5 else a)[row, token] = tiny
+    calls = []
+    general = _token_kl._general_rows
+    monkeypatch.setattr(_token_kl, "_general_rows", lambda *args: calls.append(1) or general(*args))
+    values = token_kl(a, b)
+    assert (not calls) == fast, f"TwoSum method used {len(calls)} times"
+    check_rows(a, b, values)
