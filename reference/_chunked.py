@@ -28,7 +28,16 @@ D² (1e-32 for inputs normalised to float64 precision).
 
 Entropy. H(P) = E/Sp + log Sp with E = −Σ p_i log p_i. H moves by (1 − H)·δ
 when Sp moves by δ, so Sp is summed exactly (two levels of Rump–Ogita–Oishi
-extraction per block: ~2^-100 absolute).
+extraction per block: ~2^-100 absolute). A row with an entry p_j > 1 − 2^-7
+(:data:`_ONE_HOT`; one-hot up to rounding, say p_j = 1 − 1e-12 and H ~ 1e-15)
+would lose H's digits twice: to the rounding of its own term p_j log p_j ~ 1e-12
+in E, and to E/Sp + log Sp cancelling. Its term is left out of E (E′ = the rest)
+and H is put together from non-negative pieces, with S₋ⱼ = Σ_{i≠j} p_i:
+
+    H = (E′ + S₋ⱼ·log Sp)/Sp − P_j·log1p(−S₋ⱼ/Sp),   S₋ⱼ = (Sp_hi − p_j) + Sp_lo,
+
+where Sp_hi − p_j is exact (Sterbenz) and the first part is Σ_{i≠j} −P_i log P_i
+with |log P_i| > log 2 >> |log Sp| for every P_i < 1/2 (no cancellation).
 
 Cross-entropy. H(P, Q) = C/Sp + log Sq with C = −Σ p_i log q_i; Sq summed
 exactly, as for entropy.
@@ -40,11 +49,14 @@ Each row gets a certificate from quantities the pass has already computed:
 * KL: |ψ| ≤ A/(16 Sp) (the subtraction loses at most a factor 16/15), and the
   error ψ inherits from D's rounding (Σ|p_i − q_i| ≤ √(2.3·A) by
   Cauchy–Schwarz) is below A/(16 Sp) times float64's unit roundoff.
-* entropy / cross-entropy: |log S| ≤ H/16 and no probability in the row above 1.
+* entropy / cross-entropy: |log S| ≤ H/16 and (cross-entropy) no probability in the
+  row above 1. Entropy rows with an entry set aside (above) are certified as they
+  are: every piece is non-negative (unless two entries exceed 1 − 2^-7, which
+  invalid input only can have); the others have H ≥ 2^-7 > 16·|log S|.
 
-Rows without a certificate (p ∝ q but not normalised, rows that are one-hot up to
-rounding, and the like) get a second pass at about the first one's cost (see "The
-second pass" below: KL with q rescaled by the measured Sp/Sq, entropy and
+Rows without a certificate (p ∝ q but not normalised, cross-entropy rows that are
+one-hot up to rounding, and the like) get a second pass at about the first one's
+cost (see "The second pass" below: KL with q rescaled by the measured Sp/Sq,
 cross-entropy term by term against the exact sum); the few rows that pass cannot
 vouch for either (a careful block among them) are recomputed by the exact path of
 :mod:`klspec.reference.divergences` (long rows in pieces). Rows with zeros, subnormals or ratios
@@ -166,6 +178,11 @@ B_POLYNOMIALS = {
 }
 _TAYLOR_LIMIT_X = 2.0**-10  # below this, B's Taylor series is the shortest
 _SERIES_LIMIT_X = 0.25  # |s| <= 1/2: polynomial; beyond: log(p/q)
+# Entropy: a term with p_j above this is summed apart (see plogx_result). Any value in
+# (1/2, 1) is exact; this one costs a per-row step only for rows that need it (1.6% of
+# random rows of 2), yet certifies the others: H >= 2**-7 > 16·|log Σp| there, for Σp
+# within the float32 or float64 tolerance.
+_ONE_HOT = 1.0 - 2.0**-7
 
 
 # ---------------------------------------------------------------------------
@@ -637,28 +654,52 @@ def _psi(w: np.ndarray) -> np.ndarray:
 
 
 def _plogx_kernel(blocks: list, work: _Workspace) -> _Record:
-    """Σ p·log x per row (x = the last block) and the exact row sums of x."""
+    """Σ p·log x per row (x = the last block) and the exact row sums of x.
+
+    Entropy (one block): the term of a p_j > _ONE_HOT is left out of the sum and p_j
+    reported on its own (``xj``, and ``nj`` = how many; see :func:`_dominant_rows`).
+    """
     p, x = blocks[0], blocks[-1]
     shape = p.shape
     low_p, low_x = float(p.min()), float(x.min())
     high_x = float(x.max())
-    # A probability above 1 gives a term of the wrong sign: the exact path redoes the rows.
-    record = _Record(lowest={"p": low_p, "x": low_x}, flag=high_x > 1.0)
+    # A probability above 1 gives a term of the wrong sign: the exact path redoes the rows
+    # (cross-entropy; entropy sums such a term apart, below, where its sign is right).
+    record = _Record(lowest={"p": low_p, "x": low_x}, flag=high_x > 1.0 and len(blocks) == 2)
     if len(blocks) == 2:
         record.sums["sp"] = p.sum(axis=-1)
     record.sums["sx"] = _exact_row_sums(x, work, "x")
     log_x = np.log(x, out=work("log", shape))
     t = work("plog", shape)
+    dominant = len(blocks) == 1 and high_x > _ONE_HOT  # NaN: no
     if low_p > _TINY and low_x > _TINY:
         np.multiply(log_x, p, out=t)
+        if dominant:
+            _set_aside_dominant(x, t, record)
         record.sums["e"] = t.sum(axis=-1) * _SCALE
         return record
     # Careful block: scaled so subnormal p give normal terms; 0·log 0 = 0; p > 0 = x is −inf.
     pp = np.multiply(p, _SCALE, out=work("pp", shape))
     np.multiply(log_x, pp, out=t)
     np.copyto(t, 0.0, where=p == 0)
+    if dominant:
+        _set_aside_dominant(x, t, record)
     record.sums["e"] = t.sum(axis=-1)
     return record
+
+
+def _set_aside_dominant(x: np.ndarray, t: np.ndarray, record: _Record) -> None:
+    """Zero the terms of entries x_j > _ONE_HOT in ``t``; report x_j (``xj``) and their count.
+
+    A row one-hot up to rounding has H ~ 1e-16 next to its own term x_j log x_j ~ 1e-12:
+    summed together, the big term's rounding alone is ~1e-28, all of H's digits.
+    """
+    n = x.shape[-1]
+    hits = np.flatnonzero(x > _ONE_HOT)  # at most one per row when Σx < 2·_ONE_HOT
+    rows = hits // n
+    record.sums["xj"] = np.bincount(rows, weights=x.ravel()[hits], minlength=x.shape[0])
+    record.sums["nj"] = np.bincount(rows, minlength=x.shape[0]).astype(np.float64)
+    t.ravel()[hits] = 0.0
 
 
 def plogx_groups(
@@ -688,6 +729,8 @@ def plogx_result(totals: _Totals, count: int) -> dict[str, np.ndarray]:
     core = np.ldexp(-(e_hi + e_lo) / sp, -600)
     value = core + log_sx
     certified = np.abs(log_sx) * 16 <= value
+    if "nj" in totals.sums:  # entropy rows with an entry above _ONE_HOT, set aside
+        _dominant_rows(totals, log_sx, value, certified)
     if totals.flagged is not None:
         certified &= ~totals.flagged
     sums = {"p": sp, "q": sx_hi + sx_lo} if count == 2 else {"p": sp}
@@ -702,6 +745,34 @@ def plogx_result(totals: _Totals, count: int) -> dict[str, np.ndarray]:
         "lowest": lowest,
         "again": again,
     }
+
+
+def _dominant_rows(
+    totals: _Totals, log_s: np.ndarray, value: np.ndarray, certified: np.ndarray
+) -> None:
+    """H of the entropy rows whose kernel set aside a p_j > _ONE_HOT, in place (module docs).
+
+    H = (−e + S₋ⱼ·log S)/S − P_j·log1p(−S₋ⱼ/S), with the kernel's e = Σ_{i≠j} p_i log p_i
+    (scaled by 2**600) and S₋ⱼ = S − p_j; certified but for rows invalid input makes.
+    """
+    rows = np.flatnonzero(totals.sums["nj"][0])
+    if rows.size == 0:
+        return
+    e_hi, e_lo = totals.total("e")
+    s_hi, s_lo = totals.total("sx")
+    s_hi, s_lo, e = s_hi[rows], s_lo[rows], e_hi[rows] + e_lo[rows]
+    p_j = totals.sums["xj"][0][rows]
+    with np.errstate(all="ignore"):
+        s = s_hi + s_lo
+        # 1 − P_j by its complement S₋ⱼ: S_hi − p_j is exact (Sterbenz) for p_j > S_hi/2,
+        # where 1 − p_j/S would cancel to the rounding of p_j/S (all of H's digits).
+        rest = (s_hi - p_j) + s_lo
+        # Σ_{i≠j} −P_i log P_i with log P_i = log p_i − log S, the log S part summed apart:
+        # no cancellation, since |log P_i| > log 2 >> |log S| (P_i < 1/2); all terms >= 0.
+        others = np.ldexp((np.ldexp(rest, 600) * log_s[rows] - e) / s, -600)
+        value[rows] = others - (p_j / s) * np.log1p(-rest / s)
+    # Two entries above 1/2 (possible when Σp > 1), or p_j <= S/2: the second pass.
+    certified[rows] = (totals.sums["nj"][0][rows] == 1) & (p_j > 0.5 * s_hi)
 
 
 # ---------------------------------------------------------------------------
@@ -735,7 +806,10 @@ def plogx_result(totals: _Totals, count: int) -> dict[str, np.ndarray]:
 # beyond 2^±500 (the first pass's "careful" blocks), go to the exact path.
 #
 # Entropy and cross-entropy: −Σ P_i log X_i (X = P, or X = Q) term by term, with the
-# exact row sum S of x (the first pass's ``sx``): log X_i = log x_i − log S where
+# exact row sum S of x (the first pass's ``sx``); since the first pass sums one-hot
+# entropy rows' big term apart, this is mostly cross-entropy's (X = Q one-hot up to
+# rounding, P too: Σ p_i log Sq needs Σ_{i≠j} p_i, which the pass does not sum
+# exactly, so the set-aside trick is entropy's only). log X_i = log x_i − log S where
 # x_i <= S/2 (then |log X_i| >= log 2 >> |log S|: no cancellation), and
 # log1p((x_i − S)/S) where x_i > S/2 (x_i − S_hi is exact by Sterbenz), as the exact
 # path does. Every term −P_i log X_i is >= 0, so the sum loses nothing: the result

@@ -193,12 +193,19 @@ def test_uncertified_rows_are_recomputed_exactly():
     p, q = _uncertified_kl_inputs()
     assert not _chunked.kl_divergence_rows((p, q))["certified"].any()
     _assert_accurate(kl_divergence(p, q), kl_exact(p, q))
-    # Sp = 1 − 2**-40 moves H by ~1e-12; H itself is ~4e-17: the exact path decides.
+    # Sq = 1 − 2**-40 moves H(P, Q) by ~1e-12; H(P, P) itself is ~4e-17: uncertified.
+    # (Entropy sums the term of p_j > 1/2 apart and certifies such rows itself:
+    # tests/test_dominant_entropy.py.)
     one_hot_ish = np.array([1.0 - 2.0**-40, 2.0**-60])
-    assert not _chunked.plogx_rows((one_hot_ish,))["certified"].all()
+    assert _chunked.plogx_rows((one_hot_ish,))["certified"].all()
+    assert not _chunked.plogx_rows((one_hot_ish, one_hot_ish))["certified"].any()
     _assert_accurate(entropy(one_hot_ish), entropy_exact(one_hot_ish))
+    _assert_accurate(
+        cross_entropy(one_hot_ish, one_hot_ish), cross_entropy_exact(one_hot_ish, one_hot_ish)
+    )
     above_one = np.array([1.0 + 1e-9, 0.0])
-    assert not _chunked.plogx_rows((above_one,))["certified"].any()
+    assert not _chunked.plogx_rows((above_one, above_one))["certified"].any()
+    assert cross_entropy(above_one, above_one) == 0.0
     assert entropy(above_one) == 0.0
 
 
@@ -346,7 +353,10 @@ def test_groups_give_the_same_bits_as_one_group(monkeypatch):
 
 
 def test_uncertified_rows_get_the_second_pass_not_the_exact_path(monkeypatch):
-    """Issue 15: p ∝ q unnormalised and one-hot entropy rows cost about one more pass."""
+    """Issue 15: p ∝ q unnormalised and one-hot cross-entropy rows cost one more pass.
+
+    (One-hot entropy rows need none: tests/test_dominant_entropy.py refuses it.)
+    """
     from klspec.reference import divergences
 
     def refuse(*args):
@@ -365,12 +375,15 @@ def test_uncertified_rows_get_the_second_pass_not_the_exact_path(monkeypatch):
         kl = np.atleast_1d(kl_divergence(p, q))
         one_hot = np.full(shape, 1e-17 / shape[-1])
         one_hot[..., 0] = 1.0 - 1e-12
+        assert not _chunked.plogx_rows((one_hot, one_hot))["certified"].any()
         h = np.atleast_1d(entropy(one_hot))
+        c = np.atleast_1d(cross_entropy(one_hot, one_hot))
         monkeypatch.setattr(_chunked, "CHUNK", chunk)
         rows = zip(*(np.atleast_2d(a) for a in (p, q, one_hot)), strict=True)
         for i, (pi, qi, oi) in enumerate(rows):
             _assert_accurate(kl[i], kl_exact(pi, qi))
             _assert_accurate(h[i], entropy_exact(oi))
+            _assert_accurate(c[i], cross_entropy_exact(oi, oi))
 
 
 def test_the_second_pass_gives_the_same_bits_on_threads(monkeypatch):
@@ -423,10 +436,16 @@ def test_uncertified_long_rows_are_exact_in_pieces(monkeypatch):
     q = _normalised(rng.random(3 * 100 + 5))
     p = q * (1 + 1e-9)  # uncertified: p ∝ q, not normalised
     _assert_accurate(kl_divergence(p, q), kl_exact(p, q))
-    one_hot_ish = np.full(305, 2.0**-60 / 304)
+    # Cross-entropy of a one-hot row with itself, zeros in it (a careful block, which the
+    # second pass leaves to the exact path): _entropy_long + _kl_long.
+    one_hot_ish = np.full(305, 2.0**-60 / 200)
+    one_hot_ish[::3] = 0.0
     one_hot_ish[7] = 1.0 - 2.0**-40
-    assert not _chunked.plogx_rows((one_hot_ish,))["certified"].any()
-    _assert_accurate(entropy(one_hot_ish), entropy_exact(one_hot_ish))
+    assert not _chunked.plogx_rows((one_hot_ish, one_hot_ish))["certified"].any()
+    _assert_accurate(
+        cross_entropy(one_hot_ish, one_hot_ish), cross_entropy_exact(one_hot_ish, one_hot_ish)
+    )
+    _assert_accurate(divergences._entropy_long(one_hot_ish), entropy_exact(one_hot_ish))
     whole = divergences._cross_entropy_exact(p[None], q[None])[0]
     assert divergences._cross_entropy_long(p, q) == pytest.approx(whole, rel=2 * BOUND)
 
