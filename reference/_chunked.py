@@ -28,7 +28,7 @@ D² (1e-32 for inputs normalised to float64 precision).
 
 Entropy. H(P) = E/Sp + log Sp with E = −Σ p_i log p_i. H moves by (1 − H)·δ
 when Sp moves by δ, so Sp is summed exactly (two levels of Rump–Ogita–Oishi
-extraction per block: ~2^-100 absolute). A row with an entry p_j > 1 − 2^-7
+extraction per block: ~2^-100 absolute). A row with an entry p_j > 1 − 2^-20
 (:data:`_ONE_HOT`; one-hot up to rounding, say p_j = 1 − 1e-12 and H ~ 1e-15)
 would lose H's digits twice: to the rounding of its own term p_j log p_j ~ 1e-12
 in E, and to E/Sp + log Sp cancelling. Its term is left out of E (E′ = the rest)
@@ -51,8 +51,10 @@ Each row gets a certificate from quantities the pass has already computed:
   Cauchy–Schwarz) is below A/(16 Sp) times float64's unit roundoff.
 * entropy / cross-entropy: |log S| ≤ H/16 and (cross-entropy) no probability in the
   row above 1. Entropy rows with an entry set aside (above) are certified as they
-  are: every piece is non-negative (unless two entries exceed 1 − 2^-7, which
-  invalid input only can have); the others have H ≥ 2^-7 > 16·|log S|.
+  are: every piece is non-negative (unless two entries exceed 1 − 2^-20, which
+  invalid input only can have); the others of float64 input have H ≥ 2^-20 − |log S|
+  > 16·|log S| (float32 and float16 rows with a p_j near 1 may still need the second
+  pass, as before).
 
 Rows without a certificate (p ∝ q but not normalised, cross-entropy rows that are
 one-hot up to rounding, and the like) get a second pass at about the first one's
@@ -178,11 +180,11 @@ B_POLYNOMIALS = {
 }
 _TAYLOR_LIMIT_X = 2.0**-10  # below this, B's Taylor series is the shortest
 _SERIES_LIMIT_X = 0.25  # |s| <= 1/2: polynomial; beyond: log(p/q)
-# Entropy: a term with p_j above this is summed apart (see plogx_result). Any value in
-# (1/2, 1) is exact; this one costs a per-row step only for rows that need it (1.6% of
-# random rows of 2), yet certifies the others: H >= 2**-7 > 16·|log Σp| there, for Σp
-# within the float32 or float64 tolerance.
-_ONE_HOT = 1.0 - 2.0**-7
+# Entropy: a term with p_j above this is summed apart (see _dominant_rows). Any value in
+# (1/2, 1) is exact; this one is close enough to 1 that few blocks of random short rows
+# pay for the step (6% of blocks of rows of 2, +2% time), yet certifies the other rows of
+# float64 input: H >= 2**-20 − |log Σp| > 16·|log Σp| for |Σp − 1| <= 2**-26.
+_ONE_HOT = 1.0 - 2.0**-20
 
 
 # ---------------------------------------------------------------------------
@@ -657,7 +659,7 @@ def _plogx_kernel(blocks: list, work: _Workspace) -> _Record:
     """Σ p·log x per row (x = the last block) and the exact row sums of x.
 
     Entropy (one block): the term of a p_j > _ONE_HOT is left out of the sum and p_j
-    reported on its own (``xj``, and ``nj`` = how many; see :func:`_dominant_rows`).
+    reported on its own (``xj``, 0 in other rows; see :func:`_dominant_rows`).
     """
     p, x = blocks[0], blocks[-1]
     shape = p.shape
@@ -689,16 +691,15 @@ def _plogx_kernel(blocks: list, work: _Workspace) -> _Record:
 
 
 def _set_aside_dominant(x: np.ndarray, t: np.ndarray, record: _Record) -> None:
-    """Zero the terms of entries x_j > _ONE_HOT in ``t``; report x_j (``xj``) and their count.
+    """Zero the terms of entries x_j > _ONE_HOT in ``t``; report x_j per row (``xj``).
 
     A row one-hot up to rounding has H ~ 1e-16 next to its own term x_j log x_j ~ 1e-12:
     summed together, the big term's rounding alone is ~1e-28, all of H's digits.
     """
     n = x.shape[-1]
     hits = np.flatnonzero(x > _ONE_HOT)  # at most one per row when Σx < 2·_ONE_HOT
-    rows = hits // n
-    record.sums["xj"] = np.bincount(rows, weights=x.ravel()[hits], minlength=x.shape[0])
-    record.sums["nj"] = np.bincount(rows, minlength=x.shape[0]).astype(np.float64)
+    weights = x.ravel()[hits]
+    record.sums["xj"] = np.bincount(hits // n, weights=weights, minlength=x.shape[0])
     t.ravel()[hits] = 0.0
 
 
@@ -729,7 +730,7 @@ def plogx_result(totals: _Totals, count: int) -> dict[str, np.ndarray]:
     core = np.ldexp(-(e_hi + e_lo) / sp, -600)
     value = core + log_sx
     certified = np.abs(log_sx) * 16 <= value
-    if "nj" in totals.sums:  # entropy rows with an entry above _ONE_HOT, set aside
+    if "xj" in totals.sums:  # entropy rows with an entry above _ONE_HOT, set aside
         _dominant_rows(totals, log_sx, value, certified)
     if totals.flagged is not None:
         certified &= ~totals.flagged
@@ -755,7 +756,7 @@ def _dominant_rows(
     H = (−e + S₋ⱼ·log S)/S − P_j·log1p(−S₋ⱼ/S), with the kernel's e = Σ_{i≠j} p_i log p_i
     (scaled by 2**600) and S₋ⱼ = S − p_j; certified but for rows invalid input makes.
     """
-    rows = np.flatnonzero(totals.sums["nj"][0])
+    rows = np.flatnonzero(totals.sums["xj"][0])
     if rows.size == 0:
         return
     e_hi, e_lo = totals.total("e")
@@ -771,8 +772,9 @@ def _dominant_rows(
         # no cancellation, since |log P_i| > log 2 >> |log S| (P_i < 1/2); all terms >= 0.
         others = np.ldexp((np.ldexp(rest, 600) * log_s[rows] - e) / s, -600)
         value[rows] = others - (p_j / s) * np.log1p(-rest / s)
-    # Two entries above 1/2 (possible when Σp > 1), or p_j <= S/2: the second pass.
-    certified[rows] = (totals.sums["nj"][0][rows] == 1) & (p_j > 0.5 * s_hi)
+    # Rows with p_j <= S/2 (only input that fails validation has them: two entries above
+    # _ONE_HOT, say) go to the second pass.
+    certified[rows] = (p_j > 0.5 * s_hi) & (p_j < 2 * _ONE_HOT)
 
 
 # ---------------------------------------------------------------------------

@@ -51,7 +51,13 @@ def _hard_row(n: int, top: float, rest: float, *, where: int = 0, kind: str = "f
 HARD_ROWS = {
     f"n={n} top=1-{1 - top:.0e} rest={rest:.0e} {kind} x{scale}": (n, top, rest, kind, scale)
     for n in (2, 3, 17, 1000)
-    for top, rest in ((1 - 1e-12, 1e-17), (1 - 1e-12, 1e-12), (1 - 1e-6, 1e-6), (1.0, 1e-20))
+    for top, rest in (
+        (1 - 1e-12, 1e-17),
+        (1 - 1e-12, 1e-12),
+        (1 - 1e-7, 1e-7),
+        (1 - 1e-6, 1e-6),  # below _ONE_HOT: summed whole, certified as before
+        (1.0, 1e-20),
+    )
     for kind in ("flat", "spread", "zeros", "subnormal")
     for scale in (1.0, 1 + 1e-9, 1 - 1e-9)
     if not (n <= 3 and kind == "zeros")  # no zero among one or two other entries
@@ -134,6 +140,16 @@ def test_float32_and_float16_one_hot_rows(monkeypatch):
         assert accuracy_error(float(entropy(p)), entropy_exact(p64)) <= BOUND
 
 
+def test_the_threshold_sits_between_the_two_paths(monkeypatch):
+    """p_j just above _ONE_HOT is set aside; just below, the row is certified whole."""
+    _refuse_other_paths(monkeypatch)
+    one_hot = _chunked._ONE_HOT
+    for top in (one_hot, np.nextafter(one_hot, 2.0)):
+        for scale in (1 - 1.4e-8, 1 + 1.4e-8):  # Σp near the float64 tolerance
+            p = _hard_row(50, top, 1 - top, kind="spread", scale=scale)
+            assert accuracy_error(float(entropy(p)), entropy_exact(p)) <= BOUND
+
+
 def test_an_exactly_one_hot_row_is_zero(monkeypatch):
     _refuse_other_paths(monkeypatch)
     for n in (1, 2, 1000):
@@ -150,7 +166,7 @@ def test_a_probability_above_one_is_set_aside_too(monkeypatch):
     p = np.array([1.0 + 1e-9, 1e-12, 5e-320, 0.0, 3e-17])
     assert accuracy_error(float(entropy(p)), entropy_exact(p)) <= BOUND
     with pytest.raises(ValueError, match="sums to"):
-        entropy(np.array([0.995, 0.995]))  # two entries above _ONE_HOT: invalid input
+        entropy(np.array([1.0, 1.0]))  # two entries above _ONE_HOT: invalid input
 
 
 def test_the_worst_error_over_the_hard_rows(monkeypatch):
@@ -191,7 +207,7 @@ def test_the_check_fails_when_one_minus_p_j_is_taken_directly(monkeypatch):
 
     def naive(totals, log_s, value, certified):
         original(totals, log_s, value, certified)
-        rows = np.flatnonzero(totals.sums["nj"][0])
+        rows = np.flatnonzero(totals.sums["xj"][0])
         s_hi, s_lo = (a[rows] for a in totals.total("sx"))
         p_j = totals.sums["xj"][0][rows]
         s = s_hi + s_lo
