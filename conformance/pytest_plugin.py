@@ -15,11 +15,15 @@ takes: a built-in adapter or ``package.module:function``, with
 forked worker with a per-call timeout (:mod:`klspec.conformance.isolation`), as
 ``klspec check`` runs it. A check of an implementation lacking what it needs is
 skipped with the reason; a failure of an advisory clause, or one listed in
-``--kl-xfails``, is reported as xfailed.
+``--kl-xfails``, is reported as xfailed. ``--kl-deadline SECONDS`` limits the
+checks' whole run, as ``klspec check --deadline`` does: checks it ends or keeps
+from starting are skipped as "not finished: the run's deadline passed", which is
+no verdict on the target (under pytest-xdist each worker counts from its start).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -81,6 +85,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--kl-timeout", type=float, default=10.0, metavar="SECONDS", help="limit on each call"
     )
     group.addoption(
+        "--kl-deadline",
+        type=float,
+        metavar="SECONDS",
+        help="limit on the checks' whole run; those it ends or keeps from starting are "
+        "skipped as not finished (no verdict)",
+    )
+    group.addoption(
         "--kl-clause", action="append", metavar="ID", help="only this clause (repeatable)"
     )
     group.addoption(
@@ -116,6 +127,9 @@ class _Target:
             if profile not in PROFILES:
                 raise SignatureError(f"--kl-profile must be one of {', '.join(PROFILES)}")
             self.expected = read_xfails(option("kl_xfails")).expected if option("kl_xfails") else {}
+            deadline = option("kl_deadline")
+            if deadline is not None and not deadline > 0:
+                raise SignatureError(f"--kl-deadline must be positive, got {deadline}")
         except (TargetError, SignatureError, XfailError) as exc:
             raise pytest.UsageError(f"--kl-impl: {exc}") from None
         self.settings = PROFILES[profile]
@@ -129,6 +143,8 @@ class _Target:
         self.shrink_limit = SHRINK_LIMITS[profile]
         self.seed = option("kl_seed")
         self.timeout = option("kl_timeout")
+        # The run's end on the monotonic clock: each check gets the time left.
+        self.end = None if deadline is None else time.monotonic() + deadline
         self.clauses = option("kl_clause")
 
     def checks(self) -> list[Any]:
@@ -154,6 +170,7 @@ class _Target:
             timeout=self.timeout,
             shrink_limit=self.shrink_limit,
             analyse=True,
+            deadline=None if self.end is None else max(self.end - time.monotonic(), 0.0),
         )
         return next(iter(results))
 

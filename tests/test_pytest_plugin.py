@@ -119,3 +119,20 @@ def test_dtype_and_clamp_options_reach_the_checks(tmp_path):
     bad = pytest_run(tmp_path, *options, "--kl-log-ratio-range=2.6")
     assert bad.returncode != 0
     assert "must read LO:HI" in bad.stdout + bad.stderr
+
+
+def test_deadline_skips_unfinished_checks_without_a_verdict(project):
+    """--kl-deadline: checks the deadline keeps from starting are skipped as not finished
+    (the failing clause gives no verdict); a deadline that is not positive is a usage error."""
+    options = ["--kl-impl", "mykl:literal", "--kl-signature", "f(log_q, p)"]
+    options += ["--kl-clause", "kl.special.p_zero", "--kl-clause", "entropy.bounds", *FAST]
+    result = pytest_run(project, "-rs", "test_own.py", *options, "--kl-deadline", "1e-9")
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert re.search(r"1 passed, 2 skipped", out), out
+    assert "not finished: the run's deadline passed" in out
+    roomy = pytest_run(project, "-q", "test_own.py", *options, "--kl-deadline", "600")
+    assert re.search(r"1 failed, 1 passed, 1 skipped", roomy.stdout), roomy.stdout
+    bad = pytest_run(project, "-q", *options, "--kl-deadline", "0")
+    assert bad.returncode == 4
+    assert "--kl-deadline must be positive" in bad.stderr
